@@ -1,0 +1,83 @@
+//! What a module may do on a host. Modules never see SSH: the same module runs
+//! over the local connection (`ansible_connection=local`) and, later, over the
+//! russh pool.
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// The result of one command on a host.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecOutput {
+    pub rc: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl ExecOutput {
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// A file's metadata as the host sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileStat {
+    pub is_dir: bool,
+    pub size: u64,
+    /// Permission bits only (e.g. 0o644).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Owner and group names, where the host can resolve them.
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    /// Hex SHA-256 of the content, computed on the host (None for directories).
+    pub sha256: Option<String>,
+}
+
+/// One command to run: a shell command line (`sh -c` semantics), optional
+/// stdin, optional timeout, optional privilege escalation.
+#[derive(Debug, Clone, Default)]
+pub struct Command {
+    pub cmd: String,
+    pub stdin: Option<Vec<u8>>,
+    pub timeout: Option<Duration>,
+    pub become_user: Option<String>,
+}
+
+impl Command {
+    pub fn new(cmd: impl Into<String>) -> Self {
+        Command {
+            cmd: cmd.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Why a host could not be used at all: reported as `unreachable`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConnError {
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Io(String),
+}
+
+#[async_trait]
+pub trait Connection: Send + Sync {
+    /// Runs a shell command line and reads its output until it ends.
+    async fn exec(&self, cmd: &Command) -> Result<ExecOutput, ConnError>;
+    /// The file's bytes, or None when it does not exist.
+    async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, ConnError>;
+    /// Writes atomically: a temp file (mode 0600) in the same directory, then
+    /// renamed over `path`; `mode` is applied before the rename.
+    async fn write_file(&self, path: &str, data: &[u8], mode: Option<u32>)
+        -> Result<(), ConnError>;
+    /// Metadata, or None when the path does not exist.
+    async fn stat(&self, path: &str) -> Result<Option<FileStat>, ConnError>;
+}

@@ -1,0 +1,37 @@
+//! mailrun: an Ansible-style task runner with a native SSH pool, built first
+//! for moving a Dovecot mail server without losing mail.
+//!
+//! # Layout
+//! - `main.rs` → [`run::run`]: CLI arguments to an exit code; the one place
+//!   errors are printed.
+//! - [`cli`]: the clap definition.
+//! - [`yaml`]: the only YAML reader (positions, YAML 1.1 typing).
+//! - [`error`]: the top `Error` with exit codes; `SourceError` excerpts.
+//! - [`inventory`]: INI/YAML inventories, group/host vars, patterns,
+//!   `mailrun inventory --list/--host/--graph`.
+//! - [`playbook`]: playbook files to checked plays and tasks (no host I/O).
+//! - [`template`], [`expr`]: handlebars rendering (strict) and the
+//!   `when`/`changed_when`/`failed_when`/`until` expression language.
+//! - [`module`], [`modules`]: the module contract and the built-in modules
+//!   (one file each, one registry line each).
+//! - [`connection`], [`local`]: what a module may do on a host; the local
+//!   connection.
+//! - [`engine`]: the (task, host) graph and the scheduler; emits events.
+//! - [`report`]: the only printing of run output: human and JSON.
+
+pub mod cli;
+pub mod connection;
+pub mod engine;
+pub mod error;
+pub mod expr;
+pub mod inventory;
+pub mod local;
+pub mod module;
+pub mod modules;
+pub mod playbook;
+pub mod quote;
+pub mod report;
+pub mod run;
+pub mod suggest;
+pub mod template;
+pub mod yaml;
