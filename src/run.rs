@@ -1,5 +1,386 @@
-//! CLI arguments to an exit code.
+//! Command-line arguments to an exit code: the one place errors are printed.
 
+use crate::cli::{AdhocArgs, Cli, Command, CommonArgs, InventoryArgs, Output, PlaybookArgs};
+use crate::engine::{self, event::Reporter, RunOptions};
+use crate::error::{exit, Error, Result};
+use crate::inventory::Inventory;
+use crate::modules;
+use crate::playbook::{self, LoadOptions, Playbook};
+use crate::report::{Human, Json, TerminalPrompter};
+use clap::Parser;
+use serde_json::{Map, Value};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// The binary's entry: parses arguments, runs, returns the exit code.
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    exit::OK
+                }
+                _ => exit::BAD_OPTIONS,
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let outcome = std::panic::catch_unwind(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build();
+        match rt {
+            Ok(rt) => rt.block_on(dispatch(cli)),
+            Err(e) => Err(Error::Other(format!("cannot start the runtime: {e}"))),
+        }
+    });
+    match outcome {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+        Err(_) => {
+            eprintln!("error: mailrun hit an unexpected internal error (a bug): please report it");
+            exit::UNEXPECTED
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Some(Command::Adhoc(a)) => adhoc(a).await,
+        Some(Command::Inventory(a)) => inventory(a),
+        Some(Command::Modules) => {
+            for m in modules::all() {
+                let d = m.doc();
+                println!("{:<16} {}", d.name, d.description);
+            }
+            Ok(exit::OK)
+        }
+        Some(Command::Doc { module }) => doc(&module),
+        None => playbooks(cli.run).await,
+    }
+}
+
+fn doc(name: &str) -> Result<i32> {
+    let Some(m) = modules::get(name) else {
+        let help = crate::suggest::did_you_mean(name, modules::names())
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        return Err(Error::Options(format!(
+            "no module named '{name}'{help}; `mailrun modules` lists them"
+        )));
+    };
+    let d = m.doc();
+    println!("{} — {}\n", d.name, d.description);
+    println!(
+        "check mode: {}",
+        if d.check_mode {
+            "supported"
+        } else {
+            "not supported"
+        }
+    );
+    if let Some(ff) = d.free_form {
+        println!("free form: the text after the module name fills '{ff}'");
+    }
+    println!("\narguments:");
+    for a in &d.args {
+        let req = if a.required { ", required" } else { "" };
+        let def = a
+            .default
+            .map(|d| format!(", default {d}"))
+            .unwrap_or_default();
+        println!(
+            "  {:<14} ({}{req}{def})\n      {}",
+            a.name, a.kind, a.description
+        );
+    }
+    println!("\nexample:\n{}", d.example.trim_end());
+    Ok(exit::OK)
+}
+
+fn inventory(a: InventoryArgs) -> Result<i32> {
+    let inv = Inventory::load(&default_inventory(&a.inventory))?;
+    if let Some(h) = &a.host {
+        print!("{}", ensure_newline(inv.host_json(h)?));
+    } else if let Some(g) = &a.graph {
+        print!("{}", ensure_newline(inv.graph_text(Some(g))?));
+    } else if a.list {
+        print!("{}", ensure_newline(inv.list_json()));
+    } else {
+        return Err(Error::Options(
+            "mailrun inventory needs one of --list, --host HOST or --graph".into(),
+        ));
+    }
+    Ok(exit::OK)
+}
+
+fn ensure_newline(mut s: String) -> String {
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
+}
+
+/// `-i` as given; without one, Ansible's default inventory if present.
+fn default_inventory(given: &[String]) -> Vec<String> {
+    if !given.is_empty() {
+        return given.to_vec();
+    }
+    if let Ok(env) = std::env::var("MAILRUN_INVENTORY") {
+        return env
+            .split(',')
+            .map(str::to_string)
+            .filter(|s| !s.is_empty())
+            .collect();
+    }
+    if Path::new("/etc/ansible/hosts").exists() {
+        return vec!["/etc/ansible/hosts".into()];
+    }
+    Vec::new()
+}
+
+/// Parses `-e` values: `k=v …`, JSON/YAML text, or `@file`.
+pub fn extra_vars(values: &[String]) -> Result<Map<String, Value>> {
+    let mut out = Map::new();
+    for v in values {
+        let (text, origin) = if let Some(file) = v.strip_prefix('@') {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Error::Options(format!("-e @{file}: cannot read: {e}")))?;
+            (text, PathBuf::from(file))
+        } else {
+            (v.clone(), PathBuf::from("-e"))
+        };
+        let trimmed = text.trim_start();
+        if v.starts_with('@') || trimmed.starts_with('{') || trimmed.starts_with('[') {
+            let node = crate::yaml::parse(&text, &origin)
+                .map_err(|e| Error::Options(format!("-e: {e}")))?;
+            match node.to_json() {
+                Value::Object(m) => out.extend(m),
+                Value::Null => {}
+                _ => {
+                    return Err(Error::Options(format!(
+                        "-e {v}: expected a mapping of variables"
+                    )))
+                }
+            }
+        } else {
+            let m = modules::args::parse_kv(&text, None)
+                .map_err(|e| Error::Options(format!("-e {v}: {e}")))?;
+            out.extend(m);
+        }
+    }
+    Ok(out)
+}
+
+fn run_options(c: &CommonArgs, extra: Map<String, Value>) -> RunOptions {
+    RunOptions {
+        forks: c.forks as usize,
+        check: c.check,
+        diff: c.diff,
+        extra_vars: extra,
+        become_: c.become_,
+        become_user: c.become_user.clone(),
+        limit: c.limit.clone(),
+        ..Default::default()
+    }
+}
+
+fn reporter(c: &CommonArgs) -> Box<dyn Reporter> {
+    match c.output {
+        Output::Json => Box::new(Json::new(std::io::stdout())),
+        Output::Human => {
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            Box::new(Human::new(std::io::stdout(), color, c.verbose))
+        }
+    }
+}
+
+/// Ctrl-C: the first stops new tasks (running ones end), the second exits.
+fn watch_interrupts() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            f.store(true, Ordering::SeqCst);
+            eprintln!("\n[mailrun] interrupted: no new tasks start; waiting for running ones (Ctrl-C again to exit now)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("[mailrun] interrupted twice: exiting now");
+                std::process::exit(exit::INTERRUPTED);
+            }
+        }
+    });
+    flag
+}
+
+async fn playbooks(a: PlaybookArgs) -> Result<i32> {
+    if a.playbooks.is_empty() {
+        return Err(Error::Options(
+            "no playbook given: mailrun PLAYBOOK… (see --help)".into(),
+        ));
+    }
+    for p in &a.playbooks {
+        if !p.is_file() {
+            return Err(Error::Options(format!(
+                "the playbook {} could not be found",
+                p.display()
+            )));
+        }
+    }
+    let extra = extra_vars(&a.common.extra_vars)?;
+    let book = playbook::load(
+        &a.playbooks,
+        &LoadOptions {
+            extra_vars: extra.clone(),
+        },
+    )?;
+    if a.syntax_check {
+        for p in &a.playbooks {
+            println!("\nplaybook: {}", p.display());
+        }
+        return Ok(exit::OK);
+    }
+    let inv = Inventory::load(&default_inventory(&a.common.inventory))?;
+    let mut opts = run_options(&a.common, extra);
+    opts.tags = a.tags.clone();
+    opts.skip_tags = a.skip_tags.clone();
+    opts.start_at_task = a.start_at_task.clone();
+    opts.playbook_dir = a.playbooks.first().and_then(|p| p.parent()).map(|p| {
+        if p.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            p.to_path_buf()
+        }
+    });
+    let plan = engine::plan(&book, &inv, &opts)?;
+    if a.list_hosts || a.list_tasks {
+        print_lists(&book, &plan, &a);
+        return Ok(exit::OK);
+    }
+    if a.graph {
+        let tg = engine::graph::build(&book, &plan.plays);
+        print!("{}", engine::graph::to_dot(&book, &tg));
+        return Ok(exit::OK);
+    }
+    let prompter = Arc::new(TerminalPrompter::new(a.common.yes));
+    let interrupt = watch_interrupts();
+    Ok(engine::run(
+        Arc::new(book),
+        &inv,
+        plan,
+        opts,
+        reporter(&a.common),
+        prompter,
+        interrupt,
+    )
+    .await)
+}
+
+fn print_lists(book: &Playbook, plan: &engine::Plan, a: &PlaybookArgs) {
+    for w in &plan.warnings {
+        eprintln!("[WARNING]: {w}");
+    }
+    let mut file: Option<&Path> = None;
+    for (pi, play) in book.plays.iter().enumerate() {
+        let pp = &plan.plays[pi];
+        let origin = play.origin.file.as_path();
+        if file != Some(origin) {
+            println!("\nplaybook: {}", origin.display());
+            file = Some(origin);
+        }
+        println!(
+            "\n  play #{} ({}): {}\tTAGS: [{}]",
+            pi + 1,
+            play.hosts,
+            play.name,
+            play.tags.join(",")
+        );
+        if a.list_hosts {
+            println!("    pattern: ['{}']", play.hosts);
+            println!("    hosts ({}):", pp.hosts.len());
+            for h in &pp.hosts {
+                println!("      {h}");
+            }
+        }
+        if a.list_tasks {
+            println!("    tasks:");
+            for &ti in &pp.tasks {
+                let t = &play.tasks[ti];
+                let id =
+                    t.id.as_ref()
+                        .map(|i| format!("\tID: {i}"))
+                        .unwrap_or_default();
+                println!("      {}\tTAGS: [{}]{id}", t.name, t.tags.join(","));
+            }
+        }
+    }
+}
+
+async fn adhoc(a: AdhocArgs) -> Result<i32> {
+    let extra = extra_vars(&a.common.extra_vars)?;
+    let Some(module) = modules::get(&a.module) else {
+        let help = crate::suggest::did_you_mean(&a.module, modules::names())
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        return Err(Error::Parse(format!("unknown module '{}'{help}", a.module)));
+    };
+    let doc = module.doc();
+    let trimmed = a.args.trim_start();
+    let args = if trimmed.starts_with('{') {
+        match crate::yaml::parse(&a.args, Path::new("-a")).map(|n| n.to_json()) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => return Err(Error::Parse("-a: expected a mapping of arguments".into())),
+            Err(e) => return Err(Error::Source(Box::new(e))),
+        }
+    } else {
+        modules::args::parse_kv(&a.args, doc.free_form)
+            .map_err(|e| Error::Parse(format!("-a: {}: {e}", a.module)))?
+    };
+    if let Err(e) = modules::args::validate(&doc, &args) {
+        let help = e.help.map(|h| format!(" ({h})")).unwrap_or_default();
+        return Err(Error::Parse(format!("{}{help}", e.msg)));
+    }
+    let task = playbook::Task {
+        name: a.module.clone(),
+        named: false,
+        module: a.module.clone(),
+        args,
+        loop_var: "item".into(),
+        delay: 5.0,
+        mentions_hostvars: a.args.contains("hostvars"),
+        mentions_groups: a.args.contains("groups"),
+        ..Default::default()
+    };
+    let play = playbook::Play {
+        name: format!("Ad hoc: {} on {}", a.module, a.pattern),
+        hosts: a.pattern.clone(),
+        tasks: vec![task],
+        dir: PathBuf::from("."),
+        ..Default::default()
+    };
+    let book = Playbook {
+        paths: Vec::new(),
+        plays: vec![play],
+    };
+    let inv = Inventory::load(&default_inventory(&a.common.inventory))?;
+    let opts = run_options(&a.common, extra);
+    let plan = engine::plan(&book, &inv, &opts)?;
+    let prompter = Arc::new(TerminalPrompter::new(a.common.yes));
+    let interrupt = watch_interrupts();
+    Ok(engine::run(
+        Arc::new(book),
+        &inv,
+        plan,
+        opts,
+        reporter(&a.common),
+        prompter,
+        interrupt,
+    )
+    .await)
 }

@@ -1,1 +1,541 @@
-//! (being written)
+//! The engine: plans the (task, host) graph and runs it, emitting events.
+
+pub mod event;
+pub mod graph;
+mod runner;
+
+use crate::connection::Connection;
+use crate::error::{exit, Error};
+use crate::inventory::Inventory;
+use crate::module::Prompter;
+use crate::playbook::{Play, Playbook, Task};
+use event::{Event, HostStats, Reporter, Status};
+use graph::{EdgeKind, NodeKind, PlanPlay, TaskGraph};
+use indexmap::IndexMap;
+use petgraph::graph::NodeIndex;
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Settings of one run, from the command line.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub forks: usize,
+    pub check: bool,
+    pub diff: bool,
+    pub extra_vars: Map<String, Value>,
+    pub become_: bool,
+    pub become_user: Option<String>,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    pub limit: Option<String>,
+    pub start_at_task: Option<String>,
+    /// Where `group_vars/` and `host_vars/` beside the playbook are looked for.
+    pub playbook_dir: Option<PathBuf>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            forks: 5,
+            check: false,
+            diff: false,
+            extra_vars: Map::new(),
+            become_: false,
+            become_user: None,
+            tags: Vec::new(),
+            skip_tags: Vec::new(),
+            limit: None,
+            start_at_task: None,
+            playbook_dir: None,
+        }
+    }
+}
+
+/// The planned run: hosts per play, selected tasks, warnings.
+pub struct Plan {
+    pub plays: Vec<PlanPlay>,
+    pub warnings: Vec<String>,
+}
+
+/// Which tasks run, by Ansible's tag rules (`always`, `never`, `all`,
+/// `tagged`, `untagged`).
+fn tag_selected(task: &Task, play: &Play, tags: &[String], skip: &[String]) -> bool {
+    let mut own: Vec<&str> = task.tags.iter().map(String::as_str).collect();
+    own.extend(play.tags.iter().map(String::as_str));
+    let has = |t: &str| own.contains(&t);
+    let selected = if tags.is_empty() || tags.iter().any(|t| t == "all") {
+        !has("never") || tags.iter().any(|t| own.contains(&t.as_str()))
+    } else {
+        tags.iter().any(|t| {
+            has(t) || (t == "tagged" && !own.is_empty()) || (t == "untagged" && own.is_empty())
+        }) || (has("always") && !tags.iter().any(|t| t == "never" && !has("never")))
+    };
+    let skipped = skip.iter().any(|t| {
+        has(t) || (t == "tagged" && !own.is_empty()) || (t == "untagged" && own.is_empty())
+    });
+    selected && !skipped
+}
+
+/// Resolves each play's hosts and selected tasks.
+pub fn plan(book: &Playbook, inv: &Inventory, opts: &RunOptions) -> Result<Plan, Error> {
+    let mut warnings = Vec::new();
+    let mut plays = Vec::new();
+    let mut started = opts.start_at_task.is_none();
+    let mut start_found = opts.start_at_task.is_none();
+    for play in &book.plays {
+        let pattern = if crate::template::has_template(&play.hosts) {
+            let mut ctx = play.vars.clone();
+            ctx.extend(opts.extra_vars.clone());
+            crate::template::render_str(&play.hosts, &Value::Object(ctx))
+                .map_err(|e| Error::Parse(format!("{}: hosts: {e}", play.origin)))?
+        } else {
+            play.hosts.clone()
+        };
+        let mut hosts = inv.select(&pattern)?;
+        if hosts.is_empty() {
+            warnings.push(format!(
+                "Could not match supplied host pattern, ignoring: {pattern}"
+            ));
+        }
+        if let Some(limit) = &opts.limit {
+            let allowed: HashSet<String> = inv.select(limit)?.into_iter().collect();
+            hosts.retain(|h| allowed.contains(h));
+        }
+        let mut tasks = Vec::new();
+        for (ti, t) in play.tasks.iter().enumerate() {
+            if !started && opts.start_at_task.as_deref() == Some(t.name.as_str()) {
+                started = true;
+                start_found = true;
+            }
+            if started && tag_selected(t, play, &opts.tags, &opts.skip_tags) {
+                tasks.push(ti);
+            }
+        }
+        plays.push(PlanPlay { hosts, tasks });
+    }
+    if let Some(limit) = &opts.limit {
+        if inv.select(limit)?.is_empty() {
+            warnings.push(format!(
+                "Could not match supplied host pattern, ignoring: {limit}"
+            ));
+        }
+    }
+    if !start_found {
+        let name = opts.start_at_task.clone().unwrap_or_default();
+        let names = book
+            .plays
+            .iter()
+            .flat_map(|p| p.tasks.iter().map(|t| t.name.as_str()));
+        let help = crate::suggest::did_you_mean(&name, names)
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        return Err(Error::Options(format!(
+            "--start-at-task: no task named '{name}'{help}"
+        )));
+    }
+    Ok(Plan { plays, warnings })
+}
+
+/// What the runner shares between nodes.
+pub(crate) struct Shared {
+    book: Arc<Playbook>,
+    opts: RunOptions,
+    inv_vars: HashMap<String, Arc<Map<String, Value>>>,
+    groups: Arc<Value>,
+    play_hosts: Vec<Vec<String>>,
+    registered: Mutex<HashMap<String, Map<String, Value>>>,
+    reporter: Mutex<Box<dyn Reporter>>,
+    prompter: Arc<dyn Prompter>,
+    local: Arc<dyn Connection>,
+}
+
+impl Shared {
+    pub(crate) fn emit(&self, e: Event) {
+        if let Ok(mut r) = self.reporter.lock() {
+            r.event(&e);
+        }
+    }
+}
+
+/// Per-node bookkeeping in the scheduler.
+#[derive(Default, Clone)]
+struct NodeState {
+    waiting: usize,
+    /// Why this node must not run (an upstream failure), if so.
+    blocked: Option<String>,
+}
+
+/// Runs the planned graph to the end (or to an interrupt) and returns the
+/// exit code. `interrupt` is set by the first Ctrl-C.
+pub async fn run(
+    book: Arc<Playbook>,
+    inv: &Inventory,
+    plan: Plan,
+    opts: RunOptions,
+    reporter: Box<dyn Reporter>,
+    prompter: Arc<dyn Prompter>,
+    interrupt: Arc<AtomicBool>,
+) -> i32 {
+    let tg = graph::build(&book, &plan.plays);
+    let mut inv_vars = HashMap::new();
+    for pp in &plan.plays {
+        for h in &pp.hosts {
+            if !inv_vars.contains_key(h) {
+                inv_vars.insert(
+                    h.clone(),
+                    Arc::new(inv.host_vars(h, opts.playbook_dir.as_deref())),
+                );
+            }
+        }
+    }
+    // Hosts named by delegate_to need their connection variables too.
+    for h in inv.hosts() {
+        inv_vars
+            .entry(h.clone())
+            .or_insert_with(|| Arc::new(inv.host_vars(&h, opts.playbook_dir.as_deref())));
+    }
+    let shared = Arc::new(Shared {
+        book: book.clone(),
+        opts: opts.clone(),
+        inv_vars,
+        groups: Arc::new(Value::Object(inv.groups_var())),
+        play_hosts: plan.plays.iter().map(|p| p.hosts.clone()).collect(),
+        registered: Mutex::new(HashMap::new()),
+        reporter: Mutex::new(reporter),
+        prompter,
+        local: runner::local_connection(),
+    });
+    for w in &plan.warnings {
+        shared.emit(Event::Warning { msg: w.clone() });
+    }
+    Scheduler::new(shared, tg, &plan, interrupt).run().await
+}
+
+struct Scheduler {
+    shared: Arc<Shared>,
+    tg: TaskGraph,
+    state: Vec<NodeState>,
+    stats: IndexMap<String, HostStats>,
+    failed_hosts: HashMap<String, String>,
+    unreachable_hosts: HashSet<String>,
+    notified: HashSet<(usize, usize, String)>,
+    tasks_started: HashSet<(usize, usize, bool)>,
+    aborted: Option<String>,
+    interrupt: Arc<AtomicBool>,
+    forks: usize,
+}
+
+impl Scheduler {
+    fn new(shared: Arc<Shared>, tg: TaskGraph, plan: &Plan, interrupt: Arc<AtomicBool>) -> Self {
+        let mut state = vec![NodeState::default(); tg.g.node_count()];
+        for n in tg.g.node_indices() {
+            state[n.index()].waiting = tg.g.edges_directed(n, Direction::Incoming).count();
+        }
+        let mut stats = IndexMap::new();
+        for pp in &plan.plays {
+            for h in &pp.hosts {
+                stats.entry(h.clone()).or_insert_with(HostStats::default);
+            }
+        }
+        let forks = shared.opts.forks.max(1);
+        Scheduler {
+            shared,
+            tg,
+            state,
+            stats,
+            failed_hosts: HashMap::new(),
+            unreachable_hosts: HashSet::new(),
+            notified: HashSet::new(),
+            tasks_started: HashSet::new(),
+            aborted: None,
+            interrupt,
+            forks,
+        }
+    }
+
+    async fn run(mut self) -> i32 {
+        let mut ready: VecDeque<NodeIndex> = self
+            .tg
+            .g
+            .node_indices()
+            .filter(|n| self.state[n.index()].waiting == 0)
+            .collect();
+        let mut running: tokio::task::JoinSet<(NodeIndex, runner::NodeResult)> =
+            tokio::task::JoinSet::new();
+        loop {
+            let stopping = self.interrupt.load(Ordering::SeqCst) || self.aborted.is_some();
+            while running.len() < self.forks || stopping {
+                let Some(n) = ready.pop_front() else { break };
+                if let Some(spawn) = self.start(n, stopping) {
+                    running.spawn(spawn);
+                } else {
+                    let blocked = self.state[n.index()].blocked.is_some();
+                    self.complete(n, blocked, &mut ready);
+                }
+            }
+            if running.is_empty() && ready.is_empty() {
+                break;
+            }
+            let Some(joined) = running.join_next().await else {
+                continue;
+            };
+            match joined {
+                Ok((n, res)) => {
+                    self.record(n, &res);
+                    self.complete(n, res.blocking, &mut ready);
+                }
+                Err(e) => {
+                    self.shared.emit(Event::Warning {
+                        msg: format!("a task panicked: {e}"),
+                    });
+                }
+            }
+        }
+        let interrupted = self.interrupt.load(Ordering::SeqCst);
+        let code = if interrupted {
+            exit::INTERRUPTED
+        } else if self.stats.values().any(|s| s.failed > 0) {
+            exit::HOST_FAILED
+        } else if !self.unreachable_hosts.is_empty() {
+            exit::UNREACHABLE
+        } else {
+            exit::OK
+        };
+        self.shared.emit(Event::Recap {
+            hosts: self.stats.clone(),
+            interrupted,
+            exit_code: code,
+        });
+        code
+    }
+
+    /// Decides what to do with a ready node: a future to run, or None when
+    /// it completes at once (virtual node, skipped, or not notified).
+    fn start(
+        &mut self,
+        n: NodeIndex,
+        stopping: bool,
+    ) -> Option<impl std::future::Future<Output = (NodeIndex, runner::NodeResult)> + Send + 'static>
+    {
+        let kind = self.tg.g[n].clone();
+        let (play, idx, host, handler) = match kind {
+            NodeKind::PlayStart(p) => {
+                if !stopping {
+                    let hosts = self.shared.play_hosts[p].clone();
+                    let name = self.shared.book.plays[p].name.clone();
+                    self.shared.emit(Event::PlayStart {
+                        play: p,
+                        name,
+                        hosts,
+                    });
+                }
+                return None;
+            }
+            NodeKind::PlayEnd(_) => return None,
+            NodeKind::Task { play, task, host } => (play, task, host, false),
+            NodeKind::Handler {
+                play,
+                handler,
+                host,
+            } => (play, handler, host, true),
+        };
+        if stopping {
+            self.state[n.index()]
+                .blocked
+                .get_or_insert_with(|| "the run was stopped".into());
+            return None;
+        }
+        if handler && !self.notified.contains(&(play, idx, host.clone())) {
+            return None;
+        }
+        let book = self.shared.book.clone();
+        let p = &book.plays[play];
+        let task = if handler {
+            &p.handlers[idx]
+        } else {
+            &p.tasks[idx]
+        };
+        // A failed host's remaining tasks end quietly, as in Ansible.
+        if let Some(t) = self.failed_hosts.get(&host) {
+            let reason = format!("the host failed at task '{t}'");
+            self.state[n.index()].blocked.get_or_insert(reason);
+            return None;
+        }
+        let skip_reason = self.state[n.index()].blocked.clone();
+        self.task_start(play, idx, handler, task);
+        if let Some(reason) = skip_reason {
+            self.state[n.index()].blocked = Some(reason.clone());
+            self.stats.entry(host.clone()).or_default().skipped += 1;
+            self.shared.emit(Event::HostResult {
+                play,
+                task: task.name.clone(),
+                host: host.clone(),
+                status: Status::Skipped,
+                item: None,
+                delegated_to: None,
+                msg: Some(reason),
+                stderr: None,
+                result: None,
+                diff: None,
+                ignored: false,
+                no_log: false,
+            });
+            return None;
+        }
+        let shared = self.shared.clone();
+        Some(async move {
+            let p = &book.plays[play];
+            let task = if handler {
+                &p.handlers[idx]
+            } else {
+                &p.tasks[idx]
+            };
+            let res = shared.run_node(play, task, &host).await;
+            (n, res)
+        })
+    }
+
+    fn task_start(&mut self, play: usize, idx: usize, handler: bool, task: &Task) {
+        if self.tasks_started.insert((play, idx, handler)) {
+            self.shared.emit(Event::TaskStart {
+                play,
+                task: task.name.clone(),
+                id: task.id.clone(),
+                handler,
+            });
+        }
+    }
+
+    /// Counts a finished node and applies its consequences to the host.
+    fn record(&mut self, n: NodeIndex, res: &runner::NodeResult) {
+        let (play, idx, host, handler) = match &self.tg.g[n] {
+            NodeKind::Task { play, task, host } => (*play, *task, host.clone(), false),
+            NodeKind::Handler {
+                play,
+                handler,
+                host,
+            } => (*play, *handler, host.clone(), true),
+            _ => return,
+        };
+        let book = self.shared.book.clone();
+        let p = &book.plays[play];
+        let task = if handler {
+            &p.handlers[idx]
+        } else {
+            &p.tasks[idx]
+        };
+        let hosts: Vec<String> = if task.run_once && !handler {
+            self.shared.play_hosts[play].clone()
+        } else {
+            vec![host.clone()]
+        };
+        let s = self.stats.entry(host.clone()).or_default();
+        match res.status {
+            Status::Ok => s.ok += 1,
+            Status::Changed => {
+                s.ok += 1;
+                s.changed += 1
+            }
+            Status::Skipped => s.skipped += 1,
+            Status::Failed if res.ignored => {
+                s.ok += 1;
+                s.ignored += 1
+            }
+            Status::Failed => s.failed += 1,
+            Status::Unreachable => s.unreachable += 1,
+        }
+        if res.status == Status::Unreachable {
+            self.unreachable_hosts.insert(host.clone());
+        }
+        if res.blocking {
+            for h in &hosts {
+                self.failed_hosts
+                    .entry(h.clone())
+                    .or_insert_with(|| task.name.clone());
+            }
+            if (p.any_errors_fatal || task.any_errors_fatal) && self.aborted.is_none() {
+                self.aborted = Some(format!(
+                    "any_errors_fatal: task '{}' failed on {host}",
+                    task.name
+                ));
+                self.shared.emit(Event::Warning {
+                    msg: format!(
+                        "stopping all hosts: '{}' failed on {host} (any_errors_fatal)",
+                        task.name
+                    ),
+                });
+            }
+        }
+        if res.changed && !handler {
+            for name in &task.notify {
+                for (hi, h) in p.handlers.iter().enumerate() {
+                    if &h.name == name || h.listen.contains(name) {
+                        for host in &hosts {
+                            self.notified.insert((play, hi, host.clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Marks a node done and readies its successors; a blocking result
+    /// blocks them along order and `needs` edges (not across play barriers).
+    fn complete(&mut self, n: NodeIndex, blocking: bool, ready: &mut VecDeque<NodeIndex>) {
+        let reason = if blocking {
+            Some(self.block_reason(n))
+        } else {
+            None
+        };
+        let succ: Vec<(NodeIndex, EdgeKind)> = self
+            .tg
+            .g
+            .edges(n)
+            .map(|e| (e.target(), *e.weight()))
+            .collect();
+        for (t, kind) in succ {
+            let st = &mut self.state[t.index()];
+            if let Some(r) = &reason {
+                if kind != EdgeKind::Barrier && st.blocked.is_none() {
+                    st.blocked = Some(r.clone());
+                }
+            }
+            st.waiting = st.waiting.saturating_sub(1);
+            if st.waiting == 0 {
+                ready.push_back(t);
+            }
+        }
+    }
+
+    fn block_reason(&self, n: NodeIndex) -> String {
+        if let Some(r) = &self.state[n.index()].blocked {
+            return r.clone();
+        }
+        match &self.tg.g[n] {
+            NodeKind::Task { play, task, host } => {
+                let t = &self.shared.book.plays[*play].tasks[*task];
+                let what =
+                    t.id.as_ref()
+                        .map(|id| format!("'{}' (id {id})", t.name))
+                        .unwrap_or_else(|| format!("'{}'", t.name));
+                format!("needs {what}, which did not succeed on {host}")
+            }
+            NodeKind::Handler {
+                play,
+                handler,
+                host,
+            } => {
+                format!(
+                    "handler '{}' failed on {host}",
+                    self.shared.book.plays[*play].handlers[*handler].name
+                )
+            }
+            _ => "an earlier step failed".into(),
+        }
+    }
+}

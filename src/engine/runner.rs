@@ -1,0 +1,848 @@
+//! Runs one (task, host) node: conditions, loop, templating, retries, the
+//! module itself, `changed_when`/`failed_when`, `register`.
+
+use super::event::{DiffText, Event, Status};
+use super::Shared;
+use crate::connection::{ConnError, Connection};
+use crate::expr;
+use crate::local::LocalConnection;
+use crate::module::{Context, Outcome, Progress};
+use crate::modules;
+use crate::playbook::{Cond, Play, Task};
+use crate::template;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the scheduler needs to know about a finished node.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeResult {
+    pub status: Status,
+    /// Failed or unreachable (and not ignored): the host's later tasks and
+    /// the nodes that need this one are skipped.
+    pub blocking: bool,
+    pub ignored: bool,
+    pub changed: bool,
+}
+
+/// Emits `Event::Progress` for a module's live progress.
+struct ProgressSink {
+    shared: Arc<Shared>,
+    task: String,
+    host: String,
+}
+
+impl Progress for ProgressSink {
+    fn update(&self, text: &str) {
+        self.shared.emit(Event::Progress {
+            task: self.task.clone(),
+            host: self.host.clone(),
+            text: text.to_string(),
+        });
+    }
+}
+
+/// One result line's worth of facts, before it is reported.
+struct ItemResult {
+    outcome: Outcome,
+    unreachable: bool,
+    ignored: bool,
+    result: Value,
+}
+
+fn cond_holds(c: &Cond, vars: &Value) -> Result<bool, expr::ExprError> {
+    match c {
+        Cond::Const(b) => Ok(*b),
+        Cond::All(exprs) => {
+            for e in exprs {
+                if !expr::eval_bool(e, vars)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+    }
+}
+
+fn cond_src(c: &Cond) -> String {
+    match c {
+        Cond::Const(b) => b.to_string(),
+        Cond::All(exprs) => exprs
+            .iter()
+            .map(|e| e.src.clone())
+            .collect::<Vec<_>>()
+            .join(" and "),
+    }
+}
+
+/// The result `register` stores for an outcome.
+fn result_value(o: &Outcome) -> Value {
+    let mut m = Map::new();
+    m.insert("changed".into(), Value::Bool(o.changed));
+    m.insert("failed".into(), Value::Bool(o.failed));
+    if o.skipped {
+        m.insert("skipped".into(), Value::Bool(true));
+    }
+    if let Some(msg) = &o.msg {
+        m.insert("msg".into(), Value::String(msg.clone()));
+    }
+    for (k, v) in &o.data {
+        m.insert(k.clone(), v.clone());
+    }
+    Value::Object(m)
+}
+
+fn diff_text(o: &Outcome) -> Option<DiffText> {
+    let d = o.diff.as_ref()?;
+    let unified = similar::TextDiff::from_lines(&d.before, &d.after)
+        .unified_diff()
+        .context_radius(3)
+        .header(
+            &format!("before: {}", d.path),
+            &format!("after: {}", d.path),
+        )
+        .to_string();
+    Some(DiffText {
+        path: d.path.clone(),
+        unified,
+    })
+}
+
+impl Shared {
+    /// The variables a task sees on a host, lowest precedence first:
+    /// inventory, play vars, vars_files, task vars, registered, extra vars.
+    pub(crate) fn vars_for(&self, play_idx: usize, play: &Play, task: &Task, host: &str) -> Value {
+        let mut m = self
+            .inv_vars
+            .get(host)
+            .map(|v| (**v).clone())
+            .unwrap_or_default();
+        m.extend(play.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        m.extend(play.vars_files.iter().map(|(k, v)| (k.clone(), v.clone())));
+        m.extend(task.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(reg) = self
+            .registered
+            .lock()
+            .ok()
+            .as_ref()
+            .and_then(|r| r.get(host).cloned())
+        {
+            m.extend(reg);
+        }
+        m.extend(
+            self.opts
+                .extra_vars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        m.insert("inventory_hostname".into(), Value::String(host.to_string()));
+        let short = host.split('.').next().unwrap_or(host);
+        m.insert(
+            "inventory_hostname_short".into(),
+            Value::String(short.to_string()),
+        );
+        m.insert(
+            "playbook_dir".into(),
+            Value::String(play.dir.display().to_string()),
+        );
+        m.insert("ansible_check_mode".into(), Value::Bool(self.opts.check));
+        let play_hosts: Vec<Value> = self.play_hosts[play_idx]
+            .iter()
+            .map(|h| Value::String(h.clone()))
+            .collect();
+        m.insert("ansible_play_hosts".into(), Value::Array(play_hosts));
+        if let Some(Value::Object(groups)) = Some(&*self.groups) {
+            let names: Vec<Value> = groups
+                .iter()
+                .filter(|(g, hosts)| {
+                    *g != "all"
+                        && *g != "ungrouped"
+                        && hosts
+                            .as_array()
+                            .is_some_and(|a| a.iter().any(|x| x == host))
+                })
+                .map(|(g, _)| Value::String(g.clone()))
+                .collect();
+            m.insert("group_names".into(), Value::Array(names));
+            if task.mentions_groups {
+                m.insert("groups".into(), (*self.groups).clone());
+            }
+        }
+        if task.mentions_hostvars {
+            let reg = self
+                .registered
+                .lock()
+                .ok()
+                .map(|r| r.clone())
+                .unwrap_or_default();
+            let mut hv = Map::new();
+            for (h, vars) in &self.inv_vars {
+                let mut one = (**vars).clone();
+                one.insert("inventory_hostname".into(), Value::String(h.clone()));
+                if let Some(r) = reg.get(h) {
+                    one.extend(r.clone());
+                }
+                hv.insert(h.clone(), Value::Object(one));
+            }
+            m.insert("hostvars".into(), Value::Object(hv));
+        }
+        resolve_nested_templates(&mut m);
+        Value::Object(m)
+    }
+
+    /// The connection a host uses.
+    pub(crate) fn connection_for(&self, host: &str) -> Result<Arc<dyn Connection>, ConnError> {
+        let vars = self.inv_vars.get(host);
+        let conn = vars
+            .and_then(|v| v.get("ansible_connection"))
+            .and_then(Value::as_str);
+        match conn {
+            Some("local") => Ok(self.local.clone()),
+            None if vars.is_none() && matches!(host, "localhost" | "127.0.0.1" | "::1") => Ok(self.local.clone()),
+            Some(other) if other != "ssh" => {
+                Err(ConnError::Unreachable(format!("unknown connection type '{other}' (expected ssh or local)")))
+            }
+            _ => Err(ConnError::Unreachable(format!(
+                "{host}: SSH connections are not built yet; set ansible_connection=local for hosts on this machine"
+            ))),
+        }
+    }
+
+    pub(crate) async fn run_node(
+        self: Arc<Self>,
+        play_idx: usize,
+        task: &Task,
+        host: &str,
+    ) -> NodeResult {
+        let play = &self.book.plays[play_idx];
+        let base_vars = self.vars_for(play_idx, play, task, host);
+        let check = task.check_mode.unwrap_or(self.opts.check);
+        let fail = |msg: String| ItemResult {
+            outcome: Outcome::failed(msg),
+            unreachable: false,
+            ignored: task.ignore_errors,
+            result: Value::Null,
+        };
+
+        // The loop's items, or one run without an item.
+        let items: Vec<Option<Value>> = match &task.loop_ {
+            None => vec![None],
+            Some(l) => match template::render_value(l, &base_vars) {
+                Ok(Value::Array(items)) => items.into_iter().map(Some).collect(),
+                Ok(other) => {
+                    let r = fail(format!(
+                        "loop needs a list, but it gave {}",
+                        kind_of(&other)
+                    ));
+                    return self.report(play_idx, task, host, None, r, true);
+                }
+                Err(e) => {
+                    let r = fail(format!("task '{}' on host '{host}': {e}", task.name));
+                    return self.report(play_idx, task, host, None, r, true);
+                }
+            },
+        };
+        if items.is_empty() {
+            self.emit_result(
+                play_idx,
+                task,
+                host,
+                None,
+                Status::Skipped,
+                Some("no items in the loop".into()),
+                None,
+                None,
+                false,
+            );
+            return NodeResult {
+                status: Status::Skipped,
+                blocking: false,
+                ignored: false,
+                changed: false,
+            };
+        }
+
+        let looped = task.loop_.is_some();
+        let mut results = Vec::new();
+        let (mut any_changed, mut any_failed, mut all_skipped, mut unreachable) =
+            (false, false, true, false);
+        let mut last_ignored = false;
+        let mut last: Option<ItemResult> = None;
+        for item in items {
+            let mut vars = base_vars.clone();
+            if let (Some(item), Value::Object(m)) = (&item, &mut vars) {
+                m.insert(task.loop_var.clone(), item.clone());
+            }
+            let label = item.as_ref().map(|i| self.label(task, i, &vars));
+            if let Some(w) = &task.when {
+                match cond_holds(w, &vars) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        if looped {
+                            self.emit_result(
+                                play_idx,
+                                task,
+                                host,
+                                label.clone(),
+                                Status::Skipped,
+                                None,
+                                None,
+                                None,
+                                false,
+                            );
+                            results.push(serde_json::json!({"skipped": true, "changed": false, "item": item}));
+                            continue;
+                        }
+                        self.emit_result(
+                            play_idx,
+                            task,
+                            host,
+                            None,
+                            Status::Skipped,
+                            Some(format!("conditional result was False: {}", cond_src(w))),
+                            None,
+                            None,
+                            false,
+                        );
+                        return NodeResult {
+                            status: Status::Skipped,
+                            blocking: false,
+                            ignored: false,
+                            changed: false,
+                        };
+                    }
+                    Err(e) => {
+                        let r = fail(format!(
+                            "task '{}' on host '{host}': the condition `{}` failed: {e}",
+                            task.name,
+                            cond_src(w)
+                        ));
+                        let res = self.report(play_idx, task, host, label, r, !looped);
+                        if !looped {
+                            return res;
+                        }
+                        any_failed = true;
+                        all_skipped = false;
+                        continue;
+                    }
+                }
+            }
+            all_skipped = false;
+            let r = self.run_item(task, host, &vars, check).await;
+            any_changed |= r.outcome.changed;
+            any_failed |= r.outcome.failed;
+            last_ignored = r.ignored;
+            unreachable |= r.unreachable;
+            let mut rv = r.result.clone();
+            if let (Some(i), Value::Object(m)) = (&item, &mut rv) {
+                m.insert("item".into(), i.clone());
+            }
+            results.push(rv);
+            if looped {
+                let status = item_status(&r);
+                let stderr = r
+                    .outcome
+                    .data
+                    .get("stderr")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let shown = (!task.no_log).then(|| r.result.clone());
+                self.emit_result(
+                    play_idx,
+                    task,
+                    host,
+                    label,
+                    status,
+                    r.outcome.msg.clone().filter(|_| status == Status::Failed),
+                    stderr.filter(|_| status == Status::Failed),
+                    shown,
+                    r.ignored,
+                );
+                if let Some(d) = diff_text(&r.outcome).filter(|_| self.opts.diff && !task.no_log) {
+                    self.emit_diff(play_idx, task, host, d);
+                }
+                if r.unreachable {
+                    break;
+                }
+            }
+            last = Some(r);
+        }
+
+        let (status, result) = if looped {
+            let status = if unreachable {
+                Status::Unreachable
+            } else if any_failed {
+                Status::Failed
+            } else if all_skipped {
+                Status::Skipped
+            } else if any_changed {
+                Status::Changed
+            } else {
+                Status::Ok
+            };
+            let msg = if any_failed {
+                "One or more items failed"
+            } else {
+                "All items completed"
+            };
+            let result = serde_json::json!({"changed": any_changed, "failed": any_failed, "msg": msg, "results": results, "skipped": all_skipped});
+            (status, result)
+        } else {
+            let Some(r) = last else {
+                return NodeResult {
+                    status: Status::Skipped,
+                    blocking: false,
+                    ignored: false,
+                    changed: false,
+                };
+            };
+            return self.report(play_idx, task, host, None, r, true);
+        };
+        self.register(play_idx, task, host, result.clone());
+        let ignored = any_failed && last_ignored && task.ignore_errors;
+        let blocking = unreachable || (any_failed && !ignored);
+        if looped {
+            let msg = (status == Status::Failed).then(|| "One or more items failed".to_string());
+            self.emit_result(
+                play_idx,
+                task,
+                host,
+                None,
+                status,
+                msg,
+                None,
+                (!task.no_log).then_some(result),
+                ignored,
+            );
+        }
+        NodeResult {
+            status,
+            blocking,
+            ignored,
+            changed: any_changed,
+        }
+    }
+
+    fn label(&self, task: &Task, item: &Value, vars: &Value) -> String {
+        if task.no_log {
+            return "(hidden: no_log)".into();
+        }
+        if let Some(l) = &task.loop_label {
+            if let Ok(s) = template::render_str(l, vars) {
+                return s;
+            }
+        }
+        match item {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Reports a single (non-loop or failed-before-loop) result and registers it.
+    fn report(
+        &self,
+        play_idx: usize,
+        task: &Task,
+        host: &str,
+        item: Option<String>,
+        r: ItemResult,
+        register: bool,
+    ) -> NodeResult {
+        let status = item_status(&r);
+        if register {
+            self.register(play_idx, task, host, r.result.clone());
+        }
+        let msg = r.outcome.msg.clone().filter(|_| {
+            matches!(
+                status,
+                Status::Failed | Status::Unreachable | Status::Skipped
+            ) || r.outcome.skipped
+        });
+        let stderr = r
+            .outcome
+            .data
+            .get("stderr")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .filter(|_| status == Status::Failed);
+        let shown = (!task.no_log).then(|| r.result.clone());
+        self.emit_result(
+            play_idx, task, host, item, status, msg, stderr, shown, r.ignored,
+        );
+        if let Some(d) = diff_text(&r.outcome).filter(|_| self.opts.diff && !task.no_log) {
+            self.emit_diff(play_idx, task, host, d);
+        }
+        NodeResult {
+            status,
+            blocking: r.unreachable || (r.outcome.failed && !r.ignored),
+            ignored: r.ignored && r.outcome.failed,
+            changed: r.outcome.changed,
+        }
+    }
+
+    fn register(&self, play_idx: usize, task: &Task, host: &str, result: Value) {
+        let Some(name) = &task.register else { return };
+        let Ok(mut reg) = self.registered.lock() else {
+            return;
+        };
+        // A run_once task's result is every host's result.
+        let hosts: Vec<String> = if task.run_once {
+            self.play_hosts[play_idx].clone()
+        } else {
+            vec![host.to_string()]
+        };
+        for h in hosts {
+            reg.entry(h)
+                .or_default()
+                .insert(name.clone(), result.clone());
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit_result(
+        &self,
+        play: usize,
+        task: &Task,
+        host: &str,
+        item: Option<String>,
+        status: Status,
+        msg: Option<String>,
+        stderr: Option<String>,
+        result: Option<Value>,
+        ignored: bool,
+    ) {
+        let hidden = task.no_log;
+        self.emit(Event::HostResult {
+            play,
+            task: task.name.clone(),
+            host: host.to_string(),
+            status,
+            item,
+            delegated_to: task.delegate_to.clone(),
+            msg: if hidden && status != Status::Skipped {
+                msg.map(|_| {
+                    "the output has been hidden due to the 'no_log: true' specified for this result"
+                        .into()
+                })
+            } else {
+                msg
+            },
+            stderr: if hidden { None } else { stderr },
+            result: if hidden { None } else { result },
+            diff: None,
+            ignored,
+            no_log: hidden,
+        });
+    }
+
+    fn emit_diff(&self, play: usize, task: &Task, host: &str, d: DiffText) {
+        self.emit(Event::HostResult {
+            play,
+            task: task.name.clone(),
+            host: host.to_string(),
+            status: Status::Ok,
+            item: None,
+            delegated_to: None,
+            msg: Some("diff".into()),
+            stderr: None,
+            result: None,
+            diff: Some(d),
+            ignored: false,
+            no_log: false,
+        });
+    }
+
+    /// Renders the arguments, runs the module (with retries/until), applies
+    /// changed_when/failed_when.
+    async fn run_item(
+        self: &Arc<Self>,
+        task: &Task,
+        host: &str,
+        vars: &Value,
+        check: bool,
+    ) -> ItemResult {
+        let fail = |msg: String| ItemResult {
+            outcome: Outcome::failed(msg),
+            unreachable: false,
+            ignored: task.ignore_errors,
+            result: Value::Null,
+        };
+        let Some(module) = modules::get(&task.module) else {
+            return fail(format!("unknown module '{}'", task.module));
+        };
+        let args = match template::render_value(&Value::Object(task.args.clone()), vars) {
+            Ok(a) => a,
+            Err(e) => return fail(format!("task '{}' on host '{host}': {e}", task.name)),
+        };
+        if let Err(e) = module.parse(&args) {
+            let help = e.help.map(|h| format!(" ({h})")).unwrap_or_default();
+            return fail(format!("{}{help}", e.msg));
+        }
+        let doc = module.doc();
+        if check && !doc.check_mode {
+            let mut o = Outcome::ok().msg(format!(
+                "skipped: the {} module does not support check mode",
+                task.module
+            ));
+            o.skipped = true;
+            let result = result_value(&o);
+            return ItemResult {
+                outcome: o,
+                unreachable: false,
+                ignored: false,
+                result,
+            };
+        }
+        let target = match &task.delegate_to {
+            Some(d) => match template::render_str(d, vars) {
+                Ok(d) => d,
+                Err(e) => return fail(format!("delegate_to: {e}")),
+            },
+            None => host.to_string(),
+        };
+        let conn = match self.connection_for(&target) {
+            Ok(c) => c,
+            Err(e) => {
+                let o = Outcome::failed(e.to_string());
+                let result = result_value(&o);
+                return ItemResult {
+                    outcome: o,
+                    unreachable: true,
+                    ignored: false,
+                    result,
+                };
+            }
+        };
+        let play_become = |t: &Task| {
+            t.become_
+                .or(self.book_play_become(task))
+                .unwrap_or(self.opts.become_)
+        };
+        let become_user = if play_become(task) {
+            let user = task
+                .become_user
+                .clone()
+                .or_else(|| {
+                    vars.get("ansible_become_user")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .or_else(|| self.opts.become_user.clone())
+                .unwrap_or_else(|| "root".into());
+            Some(user)
+        } else {
+            None
+        };
+        let ctx = Context {
+            host: host.to_string(),
+            conn,
+            local: self.local.clone(),
+            check,
+            diff: self.opts.diff,
+            become_user,
+            vars: vars.clone(),
+            base_dir: self.base_dir(task),
+            prompter: self.prompter.clone(),
+            progress: Arc::new(ProgressSink {
+                shared: self.clone(),
+                task: task.name.clone(),
+                host: host.to_string(),
+            }),
+            timeout: task.timeout.map(Duration::from_secs),
+        };
+        let attempts = if task.until.is_some() {
+            task.retries.unwrap_or(3) + 1
+        } else {
+            1
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let run = module.run(&ctx, args.clone());
+            let res = match ctx.timeout {
+                Some(t) => match tokio::time::timeout(t, run).await {
+                    Ok(r) => r,
+                    Err(_) => Ok(Outcome::failed(format!(
+                        "the task timed out after {} s",
+                        t.as_secs()
+                    ))),
+                },
+                None => run.await,
+            };
+            let mut outcome = match res {
+                Ok(o) => o,
+                Err(ConnError::Unreachable(m)) => {
+                    let o = Outcome::failed(m);
+                    let result = result_value(&o);
+                    return ItemResult {
+                        outcome: o,
+                        unreachable: true,
+                        ignored: false,
+                        result,
+                    };
+                }
+                Err(e) => Outcome::failed(e.to_string()),
+            };
+            // changed_when / failed_when see the result under its register name.
+            let mut scope = vars.clone();
+            let mut result = result_value(&outcome);
+            if let Value::Object(m) = &mut scope {
+                if let Some(r) = &task.register {
+                    m.insert(r.clone(), result.clone());
+                }
+                for (k, v) in result.as_object().into_iter().flatten() {
+                    m.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            if let Some(c) = &task.changed_when {
+                match cond_holds(c, &scope) {
+                    Ok(b) => outcome.changed = b,
+                    Err(e) => {
+                        outcome.failed = true;
+                        outcome.msg = Some(format!("changed_when `{}`: {e}", cond_src(c)));
+                    }
+                }
+            }
+            if let Some(c) = &task.failed_when {
+                match cond_holds(c, &scope) {
+                    Ok(b) => {
+                        outcome.failed = b;
+                        if b && outcome.msg.is_none() {
+                            outcome.msg = Some(format!("failed_when `{}` holds", cond_src(c)));
+                        }
+                    }
+                    Err(e) => {
+                        outcome.failed = true;
+                        outcome.msg = Some(format!("failed_when `{}`: {e}", cond_src(c)));
+                    }
+                }
+            }
+            result = result_value(&outcome);
+            if let Some(u) = &task.until {
+                if let (Some(r), Value::Object(m)) = (&task.register, &mut scope) {
+                    m.insert(r.clone(), result.clone());
+                }
+                let done = cond_holds(u, &scope).unwrap_or(false);
+                if let Value::Object(m) = &mut result {
+                    m.insert("attempts".into(), Value::from(attempt));
+                }
+                if !done {
+                    if attempt < attempts {
+                        tokio::time::sleep(Duration::from_secs_f64(task.delay)).await;
+                        continue;
+                    }
+                    outcome.failed = true;
+                    outcome.msg = Some(format!(
+                        "until `{}` did not hold after {attempt} attempts",
+                        cond_src(u)
+                    ));
+                    result = result_value(&outcome);
+                }
+            }
+            let ignored = outcome.failed && task.ignore_errors;
+            return ItemResult {
+                outcome,
+                unreachable: false,
+                ignored,
+                result,
+            };
+        }
+    }
+
+    fn book_play_become(&self, task: &Task) -> Option<bool> {
+        self.book
+            .plays
+            .iter()
+            .find(|p| {
+                p.tasks
+                    .iter()
+                    .chain(&p.handlers)
+                    .any(|t| std::ptr::eq(t, task))
+            })
+            .and_then(|p| p.become_)
+    }
+
+    fn base_dir(&self, task: &Task) -> std::path::PathBuf {
+        match task.origin.file.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        }
+    }
+}
+
+fn item_status(r: &ItemResult) -> Status {
+    if r.unreachable {
+        Status::Unreachable
+    } else if r.outcome.failed {
+        Status::Failed
+    } else if r.outcome.changed {
+        Status::Changed
+    } else if r.outcome.skipped
+        && r.outcome
+            .msg
+            .as_deref()
+            .is_some_and(|m| m.contains("check mode"))
+    {
+        Status::Skipped
+    } else {
+        Status::Ok
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// Play and inventory variables may refer to other variables
+/// (`users_file: "{{ base }}/users"`): render them against the rest, a few
+/// passes deep. A variable whose template cannot be rendered stays as it is;
+/// using it later reports the error.
+fn resolve_nested_templates(m: &mut Map<String, Value>) {
+    fn has_tpl(v: &Value) -> bool {
+        match v {
+            Value::String(s) => template::has_template(s),
+            Value::Array(a) => a.iter().any(has_tpl),
+            Value::Object(o) => o.values().any(has_tpl),
+            _ => false,
+        }
+    }
+    let keys: Vec<String> = m
+        .iter()
+        .filter(|(k, v)| *k != "hostvars" && has_tpl(v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if keys.is_empty() {
+        return;
+    }
+    for _ in 0..4 {
+        let mut changed = false;
+        let ctx = Value::Object(m.clone());
+        for k in &keys {
+            if let Some(v) = m.get(k) {
+                if has_tpl(v) {
+                    if let Ok(r) = template::render_value(v, &ctx) {
+                        if &r != v {
+                            m.insert(k.clone(), r);
+                            changed = true;
+                        }
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+}
+
+/// Keeps `LocalConnection` linked for hosts on this machine.
+pub(crate) fn local_connection() -> Arc<dyn Connection> {
+    Arc::new(LocalConnection)
+}

@@ -1,0 +1,870 @@
+//! Reads playbook files into [`Playbook`], checking everything that can be
+//! checked without hosts.
+
+use super::{Cond, Origin, Play, Playbook, Strategy, Task};
+use crate::error::{Error, Pos, SourceError};
+use crate::expr;
+use crate::modules;
+use crate::suggest::did_you_mean;
+use crate::template;
+use crate::yaml::{self, Node, Yaml};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// What the loader needs from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `-e` variables: used to render `vars_files` names.
+    pub extra_vars: Map<String, Value>,
+}
+
+const PLAY_KEYS: &[&str] = &[
+    "name",
+    "hosts",
+    "vars",
+    "vars_files",
+    "tasks",
+    "pre_tasks",
+    "post_tasks",
+    "handlers",
+    "become",
+    "become_user",
+    "tags",
+    "id",
+    "needs",
+    "strategy",
+    "any_errors_fatal",
+    "gather_facts",
+];
+
+const TASK_KEYS: &[&str] = &[
+    "name",
+    "id",
+    "needs",
+    "when",
+    "loop",
+    "with_items",
+    "with_list",
+    "loop_control",
+    "register",
+    "notify",
+    "listen",
+    "tags",
+    "become",
+    "become_user",
+    "ignore_errors",
+    "changed_when",
+    "failed_when",
+    "retries",
+    "until",
+    "delay",
+    "delegate_to",
+    "run_once",
+    "no_log",
+    "timeout",
+    "check_mode",
+    "vars",
+    "args",
+    "any_errors_fatal",
+];
+
+const INCLUDE_KEYS: &[&str] = &["include_tasks", "import_tasks"];
+const MAX_INCLUDE_DEPTH: usize = 32;
+
+/// Loads the playbooks named on the command line, in order.
+pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<Playbook, Error> {
+    let mut loader = Loader {
+        opts,
+        plays: Vec::new(),
+        stack: Vec::new(),
+    };
+    for path in paths {
+        loader.playbook_file(path)?;
+    }
+    let book = Playbook {
+        paths: paths.to_vec(),
+        plays: loader.plays,
+    };
+    check_references(&book)?;
+    Ok(book)
+}
+
+struct Loader<'a> {
+    opts: &'a LoadOptions,
+    plays: Vec<Play>,
+    /// Files being read, to catch an include or import of itself.
+    stack: Vec<PathBuf>,
+}
+
+/// The file a node came from, for errors.
+struct Src<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Src<'_> {
+    fn err(&self, pos: Pos, msg: impl Into<String>) -> Error {
+        SourceError::with_source(self.file, self.text, pos, msg).into()
+    }
+    fn err_help(&self, pos: Pos, msg: impl Into<String>, help: Option<String>) -> Error {
+        SourceError::with_source(self.file, self.text, pos, msg)
+            .help(help)
+            .into()
+    }
+    fn origin(&self, pos: Pos) -> Origin {
+        Origin {
+            file: self.file.to_path_buf(),
+            pos,
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::Parse(format!("{}: cannot read: {e}", path.display())))
+}
+
+/// `dir/rel`, or `rel` as given when it is absolute.
+fn resolve(dir: &Path, rel: &str) -> PathBuf {
+    let p = Path::new(rel);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
+}
+
+fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+impl Loader<'_> {
+    fn enter(&mut self, path: &Path, src: &Src, pos: Pos) -> Result<(), Error> {
+        let canon = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        if self.stack.contains(&canon) || self.stack.len() >= MAX_INCLUDE_DEPTH {
+            return Err(src.err(
+                pos,
+                format!(
+                    "{} includes itself (directly or through other files)",
+                    path.display()
+                ),
+            ));
+        }
+        self.stack.push(canon);
+        Ok(())
+    }
+
+    fn playbook_file(&mut self, path: &Path) -> Result<(), Error> {
+        let text = read(path)?;
+        let root = yaml::parse(&text, path)?;
+        let src = Src {
+            file: path,
+            text: &text,
+        };
+        self.stack
+            .push(path.canonicalize().unwrap_or_else(|_| path.to_path_buf()));
+        let entries = match &root.value {
+            Yaml::Seq(items) => items,
+            Yaml::Null => return Err(src.err(root.pos, "empty playbook: expected a list of plays")),
+            _ => {
+                return Err(src.err(
+                    root.pos,
+                    format!("a playbook is a list of plays, found {}", root.kind()),
+                ));
+            }
+        };
+        for entry in entries {
+            let Some(map) = entry.as_map() else {
+                return Err(src.err(
+                    entry.pos,
+                    format!(
+                        "a play is a mapping (name:, hosts:, tasks: …), found {}",
+                        entry.kind()
+                    ),
+                ));
+            };
+            if let Some(target) = entry.get("import_playbook") {
+                for (k, _) in map {
+                    let key = k.key_string();
+                    if !matches!(key.as_str(), "import_playbook" | "name" | "vars" | "tags") {
+                        return Err(
+                            src.err(k.pos, format!("unknown key '{key}' beside import_playbook"))
+                        );
+                    }
+                }
+                let Some(rel) = target.as_str() else {
+                    return Err(src.err(target.pos, "import_playbook takes a file name"));
+                };
+                let file = resolve(&dir_of(path), rel);
+                if !file.is_file() {
+                    return Err(src.err(
+                        target.pos,
+                        format!("import_playbook: no such file: {}", file.display()),
+                    ));
+                }
+                self.enter(&file, &src, target.pos)?;
+                self.playbook_file(&file)?;
+                self.stack.pop();
+                continue;
+            }
+            let play = self.play(entry, &src)?;
+            self.plays.push(play);
+        }
+        self.stack.pop();
+        Ok(())
+    }
+
+    fn play(&mut self, node: &Node, src: &Src) -> Result<Play, Error> {
+        let mut play = Play {
+            origin: src.origin(node.pos),
+            dir: dir_of(src.file),
+            ..Default::default()
+        };
+        let mut hosts_seen = false;
+        let (mut pre, mut main, mut post) = (Vec::new(), Vec::new(), Vec::new());
+        let mut handlers_node = None;
+        for (k, v) in node.as_map().unwrap_or_default() {
+            let key = k.key_string();
+            match key.as_str() {
+                "name" => play.name = scalar(v, src, "name")?,
+                "hosts" => {
+                    hosts_seen = true;
+                    play.hosts = match &v.value {
+                        Yaml::Seq(items) => {
+                            let mut parts = Vec::new();
+                            for i in items {
+                                parts.push(scalar(i, src, "hosts")?);
+                            }
+                            parts.join(",")
+                        }
+                        _ => scalar(v, src, "hosts")?,
+                    }
+                }
+                "vars" => play.vars = mapping(v, src, "vars")?,
+                "vars_files" => {
+                    for (name, pos) in string_list(v, src, "vars_files")? {
+                        let name = if template::has_template(&name) {
+                            let ctx = Value::Object(merged(&play.vars, &self.opts.extra_vars));
+                            template::render_str(&name, &ctx)
+                                .map_err(|e| src.err(pos, format!("vars_files: {e}")))?
+                        } else {
+                            name
+                        };
+                        let file = resolve(&play.dir, &name);
+                        let text = std::fs::read_to_string(&file).map_err(|e| {
+                            src.err(
+                                pos,
+                                format!("vars_files: cannot read {}: {e}", file.display()),
+                            )
+                        })?;
+                        let vnode = yaml::parse(&text, &file)?;
+                        let vsrc = Src {
+                            file: &file,
+                            text: &text,
+                        };
+                        for (key, value) in mapping(&vnode, &vsrc, "a vars file")? {
+                            play.vars_files.insert(key, value);
+                        }
+                    }
+                }
+                "tasks" => main = self.tasks(v, src, &Inherit::default(), false)?,
+                "pre_tasks" => pre = self.tasks(v, src, &Inherit::default(), false)?,
+                "post_tasks" => post = self.tasks(v, src, &Inherit::default(), false)?,
+                "handlers" => handlers_node = Some(v),
+                "become" => play.become_ = Some(boolean(v, src, "become")?),
+                "become_user" => play.become_user = Some(scalar(v, src, "become_user")?),
+                "tags" => play.tags = tags(v, src)?,
+                "id" => play.id = Some(identifier(v, src, "id")?),
+                "needs" => play.needs = needs(v, src)?,
+                "strategy" => {
+                    play.strategy = match scalar(v, src, "strategy")?.as_str() {
+                        "linear" => Strategy::Linear,
+                        "graph" => Strategy::Graph,
+                        other => {
+                            return Err(src.err_help(
+                                v.pos,
+                                format!("unknown strategy '{other}': expected 'linear' or 'graph'"),
+                                did_you_mean(other, ["linear", "graph"]),
+                            ))
+                        }
+                    }
+                }
+                "any_errors_fatal" => play.any_errors_fatal = boolean(v, src, "any_errors_fatal")?,
+                "gather_facts" => {
+                    boolean(v, src, "gather_facts")?;
+                }
+                _ => {
+                    let help = if modules::get(&key).is_some() {
+                        Some(format!(
+                            "'{key}' is a module: tasks go in a list under `tasks:`"
+                        ))
+                    } else if key == "roles" {
+                        Some("roles are not supported; use include_tasks".into())
+                    } else {
+                        did_you_mean(&key, PLAY_KEYS)
+                    };
+                    return Err(src.err_help(k.pos, format!("unknown play key '{key}'"), help));
+                }
+            }
+        }
+        if !hosts_seen {
+            return Err(src.err(
+                node.pos,
+                "a play needs `hosts:` (a host pattern such as `all`)",
+            ));
+        }
+        if play.name.is_empty() {
+            play.name = play.hosts.clone();
+        }
+        play.tasks = pre.into_iter().chain(main).chain(post).collect();
+        if let Some(h) = handlers_node {
+            play.handlers = self.tasks(h, src, &Inherit::default(), true)?;
+        }
+        // Handlers of a play must exist for every notify.
+        for task in &play.tasks {
+            for n in &task.notify {
+                let found = play
+                    .handlers
+                    .iter()
+                    .any(|h| &h.name == n || h.listen.contains(n));
+                if !found {
+                    let names: Vec<&str> = play.handlers.iter().map(|h| h.name.as_str()).collect();
+                    let e = SourceError::new(
+                        &task.origin.file,
+                        task.origin.pos,
+                        format!("notify: no handler named '{n}' in this play"),
+                    );
+                    return Err(e.help(did_you_mean(n, names)).into());
+                }
+            }
+        }
+        Ok(play)
+    }
+
+    fn tasks(
+        &mut self,
+        node: &Node,
+        src: &Src,
+        inherit: &Inherit,
+        handlers: bool,
+    ) -> Result<Vec<Task>, Error> {
+        let items = match &node.value {
+            Yaml::Null => return Ok(Vec::new()),
+            Yaml::Seq(items) => items,
+            _ => {
+                return Err(src.err(
+                    node.pos,
+                    format!("expected a list of tasks, found {}", node.kind()),
+                ))
+            }
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let Some(map) = item.as_map() else {
+                return Err(src.err(
+                    item.pos,
+                    format!(
+                        "a task is a mapping (name:, a module, …), found {}",
+                        item.kind()
+                    ),
+                ));
+            };
+            if let Some((k, v)) = map
+                .iter()
+                .find(|(k, _)| INCLUDE_KEYS.contains(&k.key_string().as_str()))
+            {
+                self.include(item, k, v, src, inherit, handlers, &mut out)?;
+                continue;
+            }
+            let mut task = self.task(item, src, handlers)?;
+            inherit.apply(&mut task);
+            out.push(task);
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn include(
+        &mut self,
+        item: &Node,
+        key: &Node,
+        value: &Node,
+        src: &Src,
+        inherit: &Inherit,
+        handlers: bool,
+        out: &mut Vec<Task>,
+    ) -> Result<(), Error> {
+        let kw = key.key_string();
+        let mut inner = inherit.clone();
+        for (k, v) in item.as_map().unwrap_or_default() {
+            match k.key_string().as_str() {
+                "name" => {}
+                "when" => {
+                    if let Cond::All(mut exprs) = cond(v, src)? {
+                        inner.when.append(&mut exprs)
+                    }
+                }
+                "tags" => inner.tags.extend(tags(v, src)?),
+                "vars" => inner.vars.extend(mapping(v, src, "vars")?),
+                k2 if k2 == kw => {}
+                other => {
+                    return Err(src.err_help(
+                        k.pos,
+                        format!("unknown key '{other}' beside {kw}"),
+                        did_you_mean(other, ["name", "when", "tags", "vars"]),
+                    ))
+                }
+            }
+        }
+        let file = match &value.value {
+            Yaml::Str(s) => s.clone(),
+            Yaml::Map(_) => match value.get("file") {
+                Some(f) => scalar(f, src, "file")?,
+                None => return Err(src.err(value.pos, format!("{kw} needs a file name (`file:`)"))),
+            },
+            _ => return Err(src.err(value.pos, format!("{kw} takes a file name"))),
+        };
+        if template::has_template(&file) {
+            return Err(src.err(
+                value.pos,
+                format!("{kw}: a templated file name is not supported; name the file"),
+            ));
+        }
+        let path = resolve(&dir_of(src.file), &file);
+        if !path.is_file() {
+            return Err(src.err(value.pos, format!("{kw}: no such file: {}", path.display())));
+        }
+        self.enter(&path, src, value.pos)?;
+        let text = read(&path)?;
+        let root = yaml::parse(&text, &path)?;
+        let isrc = Src {
+            file: &path,
+            text: &text,
+        };
+        let tasks = self.tasks(&root, &isrc, &inner, handlers)?;
+        self.stack.pop();
+        out.extend(tasks);
+        Ok(())
+    }
+
+    fn task(&mut self, node: &Node, src: &Src, handler: bool) -> Result<Task, Error> {
+        let mut t = Task {
+            origin: src.origin(node.pos),
+            loop_var: "item".into(),
+            delay: 5.0,
+            ..Default::default()
+        };
+        let mut module: Option<(&Node, &Node)> = None;
+        let mut extra_args: Option<&Node> = None;
+        for (k, v) in node.as_map().unwrap_or_default() {
+            let key = k.key_string();
+            match key.as_str() {
+                "name" => {
+                    t.name = scalar(v, src, "name")?;
+                    t.named = true;
+                }
+                "id" => t.id = Some(identifier(v, src, "id")?),
+                "needs" => t.needs = needs(v, src)?,
+                "when" => t.when = Some(cond(v, src)?),
+                "loop" | "with_items" | "with_list" => {
+                    if t.loop_.is_some() {
+                        return Err(src.err(k.pos, "a task has one loop"));
+                    }
+                    match &v.value {
+                        Yaml::Seq(_) => t.loop_ = Some(v.to_json()),
+                        Yaml::Str(s) if template::has_template(s) => {
+                            check_template(s, v.pos, src)?;
+                            t.loop_ = Some(v.to_json())
+                        }
+                        _ => {
+                            return Err(src.err(
+                                v.pos,
+                                format!(
+                                    "{key} takes a list or a template giving one, found {}",
+                                    v.kind()
+                                ),
+                            ))
+                        }
+                    }
+                }
+                "loop_control" => {
+                    for (lk, lv) in v
+                        .as_map()
+                        .ok_or_else(|| src.err(v.pos, "loop_control is a mapping"))?
+                    {
+                        match lk.key_string().as_str() {
+                            "label" => t.loop_label = Some(scalar(lv, src, "label")?),
+                            "loop_var" => t.loop_var = identifier(lv, src, "loop_var")?,
+                            other => {
+                                return Err(src.err_help(
+                                    lk.pos,
+                                    format!("unknown loop_control key '{other}'"),
+                                    did_you_mean(other, ["label", "loop_var"]),
+                                ))
+                            }
+                        }
+                    }
+                }
+                "register" => t.register = Some(identifier(v, src, "register")?),
+                "notify" => {
+                    t.notify = string_list(v, src, "notify")?
+                        .into_iter()
+                        .map(|(s, _)| s)
+                        .collect()
+                }
+                "listen" if handler => {
+                    t.listen = string_list(v, src, "listen")?
+                        .into_iter()
+                        .map(|(s, _)| s)
+                        .collect()
+                }
+                "tags" => t.tags = tags(v, src)?,
+                "become" => t.become_ = Some(boolean(v, src, "become")?),
+                "become_user" => t.become_user = Some(scalar(v, src, "become_user")?),
+                "ignore_errors" => t.ignore_errors = boolean(v, src, "ignore_errors")?,
+                "changed_when" => t.changed_when = Some(cond(v, src)?),
+                "failed_when" => t.failed_when = Some(cond(v, src)?),
+                "until" => t.until = Some(cond(v, src)?),
+                "retries" => t.retries = Some(uint(v, src, "retries")? as u32),
+                "delay" => {
+                    t.delay = match &v.value {
+                        Yaml::Int(i) if *i >= 0 => *i as f64,
+                        Yaml::Float(f) if *f >= 0.0 => *f,
+                        _ => return Err(src.err(v.pos, "delay takes a number of seconds")),
+                    }
+                }
+                "delegate_to" => t.delegate_to = Some(scalar(v, src, "delegate_to")?),
+                "run_once" => t.run_once = boolean(v, src, "run_once")?,
+                "no_log" => t.no_log = boolean(v, src, "no_log")?,
+                "timeout" => t.timeout = Some(uint(v, src, "timeout")?),
+                "check_mode" => t.check_mode = Some(boolean(v, src, "check_mode")?),
+                "vars" => t.vars = mapping(v, src, "vars")?,
+                "args" => extra_args = Some(v),
+                "any_errors_fatal" => t.any_errors_fatal = boolean(v, src, "any_errors_fatal")?,
+                _ if modules::get(&key).is_some() => {
+                    if let Some((first, _)) = module {
+                        return Err(src.err(
+                            k.pos,
+                            format!(
+                                "a task calls one module: found '{}' and '{key}'",
+                                first.key_string()
+                            ),
+                        ));
+                    }
+                    module = Some((k, v));
+                }
+                "block" | "rescue" | "always" => {
+                    return Err(src.err(
+                        k.pos,
+                        format!(
+                            "'{key}' blocks are not supported; use include_tasks and ignore_errors"
+                        ),
+                    ));
+                }
+                _ => {
+                    let mut candidates: Vec<&str> = TASK_KEYS.to_vec();
+                    candidates.extend(modules::names());
+                    let what = if handler { "handler" } else { "task" };
+                    return Err(src.err_help(
+                        k.pos,
+                        format!("unknown module or {what} key '{key}'"),
+                        did_you_mean(&key, candidates),
+                    ));
+                }
+            }
+        }
+        let Some((mkey, mval)) = module else {
+            let names = modules::names().join(", ");
+            return Err(src.err(
+                node.pos,
+                format!("this task calls no module: add one of {names}"),
+            ));
+        };
+        t.module = mkey.key_string();
+        let Some(m) = modules::get(&t.module) else {
+            return Err(src.err(mkey.pos, format!("unknown module '{}'", t.module)));
+        };
+        let doc = m.doc();
+        let mut args = match &mval.value {
+            Yaml::Null => Map::new(),
+            Yaml::Map(_) => mval.to_json().as_object().cloned().unwrap_or_default(),
+            Yaml::Str(s) => modules::args::parse_kv(s, doc.free_form)
+                .map_err(|e| src.err(mval.pos, format!("{}: {e}", t.module)))?,
+            _ => match (doc.free_form, mval.scalar_string()) {
+                (Some(ff), Some(s)) => Map::from_iter([(ff.to_string(), Value::String(s))]),
+                _ => {
+                    return Err(src.err(
+                        mval.pos,
+                        format!(
+                            "{}: arguments are a mapping or `k=v` text, found {}",
+                            t.module,
+                            mval.kind()
+                        ),
+                    ))
+                }
+            },
+        };
+        if let Some(extra) = extra_args {
+            for (k, v) in mapping(extra, src, "args")? {
+                args.entry(k).or_insert(v);
+            }
+        }
+        if let Err(e) = modules::args::validate(&doc, &args) {
+            let pos = e
+                .arg
+                .as_deref()
+                .and_then(|a| {
+                    mval.as_map()
+                        .and_then(|m| m.iter().find(|(k, _)| k.key_string() == a))
+                        .map(|(k, _)| k.pos)
+                })
+                .or_else(|| {
+                    extra_args.and_then(|x| {
+                        e.arg.as_deref().and_then(|a| {
+                            x.as_map()?
+                                .iter()
+                                .find(|(k, _)| k.key_string() == a)
+                                .map(|(k, _)| k.pos)
+                        })
+                    })
+                })
+                .unwrap_or(mval.pos);
+            return Err(src.err_help(pos, e.msg, e.help));
+        }
+        check_templates(mval, src)?;
+        if !t.named {
+            t.name = t.module.clone();
+        }
+        t.args = args;
+        let raw = node.to_json().to_string();
+        t.mentions_hostvars = raw.contains("hostvars");
+        t.mentions_groups = raw.contains("groups");
+        Ok(t)
+    }
+}
+
+/// What an `include_tasks` passes down to the tasks it includes.
+#[derive(Debug, Clone, Default)]
+struct Inherit {
+    when: Vec<expr::Expr>,
+    tags: Vec<String>,
+    vars: Map<String, Value>,
+}
+
+impl Inherit {
+    fn apply(&self, t: &mut Task) {
+        if !self.when.is_empty() {
+            let mut all = self.when.clone();
+            match t.when.take() {
+                Some(Cond::All(mut own)) => all.append(&mut own),
+                Some(Cond::Const(false)) => {
+                    t.when = Some(Cond::Const(false));
+                    return;
+                }
+                _ => {}
+            }
+            t.when = Some(Cond::All(all));
+        }
+        for tag in &self.tags {
+            if !t.tags.contains(tag) {
+                t.tags.push(tag.clone());
+            }
+        }
+        for (k, v) in &self.vars {
+            t.vars.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+}
+
+fn merged(a: &Map<String, Value>, b: &Map<String, Value>) -> Map<String, Value> {
+    let mut m = a.clone();
+    m.extend(b.iter().map(|(k, v)| (k.clone(), v.clone())));
+    m
+}
+
+fn scalar(v: &Node, src: &Src, what: &str) -> Result<String, Error> {
+    v.scalar_string()
+        .filter(|_| !v.is_null())
+        .ok_or_else(|| src.err(v.pos, format!("{what} takes a string, found {}", v.kind())))
+}
+
+fn identifier(v: &Node, src: &Src, what: &str) -> Result<String, Error> {
+    let s = scalar(v, src, what)?;
+    let ok = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !ok {
+        return Err(src.err(v.pos, format!("{what} '{s}' is not a valid name (letters, digits, _ and -, not starting with a digit)")));
+    }
+    Ok(s)
+}
+
+fn boolean(v: &Node, src: &Src, what: &str) -> Result<bool, Error> {
+    match &v.value {
+        Yaml::Bool(b) => Ok(*b),
+        Yaml::Str(s) => match s.to_lowercase().as_str() {
+            "yes" | "true" | "on" | "1" => Ok(true),
+            "no" | "false" | "off" | "0" => Ok(false),
+            _ => Err(src.err(v.pos, format!("{what} takes true or false, found '{s}'"))),
+        },
+        Yaml::Int(1) => Ok(true),
+        Yaml::Int(0) => Ok(false),
+        _ => Err(src.err(
+            v.pos,
+            format!("{what} takes true or false, found {}", v.kind()),
+        )),
+    }
+}
+
+fn uint(v: &Node, src: &Src, what: &str) -> Result<u64, Error> {
+    match &v.value {
+        Yaml::Int(i) if *i >= 0 => Ok(*i as u64),
+        Yaml::Str(s) if s.parse::<u64>().is_ok() => Ok(s.parse().unwrap_or(0)),
+        _ => Err(src.err(
+            v.pos,
+            format!("{what} takes a whole number, found {}", v.kind()),
+        )),
+    }
+}
+
+fn mapping(v: &Node, src: &Src, what: &str) -> Result<Map<String, Value>, Error> {
+    match &v.value {
+        Yaml::Null => Ok(Map::new()),
+        Yaml::Map(_) => Ok(v.to_json().as_object().cloned().unwrap_or_default()),
+        _ => Err(src.err(
+            v.pos,
+            format!("{what} is a mapping of names to values, found {}", v.kind()),
+        )),
+    }
+}
+
+fn string_list(v: &Node, src: &Src, what: &str) -> Result<Vec<(String, Pos)>, Error> {
+    match &v.value {
+        Yaml::Seq(items) => items
+            .iter()
+            .map(|i| Ok((scalar(i, src, what)?, i.pos)))
+            .collect(),
+        _ => Ok(vec![(scalar(v, src, what)?, v.pos)]),
+    }
+}
+
+fn tags(v: &Node, src: &Src) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    for (s, _) in string_list(v, src, "tags")? {
+        out.extend(
+            s.split(',')
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty()),
+        );
+    }
+    Ok(out)
+}
+
+fn needs(v: &Node, src: &Src) -> Result<Vec<(String, Origin)>, Error> {
+    string_list(v, src, "needs").map(|l| l.into_iter().map(|(s, p)| (s, src.origin(p))).collect())
+}
+
+/// A `when`-style condition: a boolean, an expression, or a list of them.
+fn cond(v: &Node, src: &Src) -> Result<Cond, Error> {
+    match &v.value {
+        Yaml::Bool(b) => Ok(Cond::Const(*b)),
+        Yaml::Seq(items) => {
+            let mut exprs = Vec::new();
+            for i in items {
+                match cond(i, src)? {
+                    Cond::All(mut e) => exprs.append(&mut e),
+                    Cond::Const(true) => {}
+                    Cond::Const(false) => return Ok(Cond::Const(false)),
+                }
+            }
+            Ok(Cond::All(exprs))
+        }
+        Yaml::Str(s) => expr::parse(s).map(|e| Cond::All(vec![e])).map_err(|e| {
+            let pos = Pos {
+                line: v.pos.line,
+                col: v.pos.col + e.col.unwrap_or(1) - 1,
+            };
+            src.err(pos, format!("in expression `{s}`: {}", e.msg))
+        }),
+        Yaml::Int(_) | Yaml::Float(_) => {
+            let s = v.key_string();
+            expr::parse(&s)
+                .map(|e| Cond::All(vec![e]))
+                .map_err(|e| src.err(v.pos, e.msg))
+        }
+        _ => Err(src.err(
+            v.pos,
+            format!(
+                "a condition is an expression, true/false, or a list of expressions, found {}",
+                v.kind()
+            ),
+        )),
+    }
+}
+
+fn check_template(s: &str, pos: Pos, src: &Src) -> Result<(), Error> {
+    template::check_syntax(s).map_err(|e| src.err(pos, format!("template error: {e}")))
+}
+
+/// Checks the syntax of every template string in a node.
+fn check_templates(node: &Node, src: &Src) -> Result<(), Error> {
+    match &node.value {
+        Yaml::Str(s) if template::has_template(s) => check_template(s, node.pos, src),
+        Yaml::Seq(items) => items.iter().try_for_each(|i| check_templates(i, src)),
+        Yaml::Map(pairs) => pairs.iter().try_for_each(|(_, v)| check_templates(v, src)),
+        _ => Ok(()),
+    }
+}
+
+/// Every `needs` names a known id; ids are unique; the task order has no cycle.
+fn check_references(book: &Playbook) -> Result<(), Error> {
+    let mut ids: HashMap<&str, &Origin> = HashMap::new();
+    let mut all = Vec::new();
+    for play in &book.plays {
+        if let Some(id) = &play.id {
+            all.push((id, &play.origin));
+        }
+        for t in play.tasks.iter().chain(&play.handlers) {
+            if let Some(id) = &t.id {
+                all.push((id, &t.origin));
+            }
+        }
+    }
+    for (id, origin) in all {
+        if let Some(first) = ids.insert(id, origin) {
+            return Err(SourceError::new(
+                &origin.file,
+                origin.pos,
+                format!("id '{id}' is already used at {first}"),
+            )
+            .into());
+        }
+    }
+    let names: Vec<&str> = ids.keys().copied().collect();
+    for play in &book.plays {
+        let needs = play.needs.iter().chain(
+            play.tasks
+                .iter()
+                .chain(&play.handlers)
+                .flat_map(|t| t.needs.iter()),
+        );
+        for (id, origin) in needs {
+            if !ids.contains_key(id.as_str()) {
+                let e = SourceError::new(
+                    &origin.file,
+                    origin.pos,
+                    format!("needs: no task or play has the id '{id}'"),
+                );
+                return Err(e.help(did_you_mean(id, names.iter().copied())).into());
+            }
+        }
+    }
+    crate::engine::graph::check_cycles(book)
+}

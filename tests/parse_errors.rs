@@ -1,0 +1,81 @@
+//! Bad playbooks: exit 4, the right file:line:column, a hint, nothing run.
+
+mod support;
+use support::Project;
+
+/// (playbook text, "line:col", message fragment, hint fragment or "").
+const CASES: &[(&str, &str, &str, &str)] = &[
+    ("- hosts: all\n  tasks: [\n", "3:1", "YAML syntax error", ""),
+    ("- hosts: all\n\ttasks: []\n", "2:1", "tab", ""),
+    ("- hosts: localhost\n  hosts: all\n", "2:3", "duplicate key 'hosts'", ""),
+    ("- hosts: localhost\n  tasks:\n    - shel: touch {{ root }}/ran\n", "3:7", "unknown module or task key 'shel'", "did you mean 'shell'?"),
+    (
+        "- hosts: localhost\n  tasks:\n    - file_copy:\n        dst: /tmp/x\n        content: y\n",
+        "4:9",
+        "unknown argument 'dst'",
+        "did you mean 'dest'?",
+    ),
+    (
+        "- hosts: localhost\n  tasks:\n    - file_copy:\n        dest: /tmp/x\n        content: y\n        backup: maybe\n",
+        "6:9",
+        "backup",
+        "",
+    ),
+    ("- hosts: localhost\n  tasks:\n    - name: x\n      command: \"true\"\n      whn: x\n", "5:7", "unknown module or task key 'whn'", "did you mean 'when'?"),
+    ("- hosts: localhost\n  taks: []\n", "2:3", "unknown play key 'taks'", "did you mean 'tasks'?"),
+    ("- hosts: localhost\n  tasks:\n    - command: \"true\"\n      needs: [nope]\n", "4:15", "no task or play has the id 'nope'", ""),
+    (
+        "- hosts: localhost\n  strategy: graph\n  tasks:\n    - name: first\n      id: a\n      needs: b\n      command: \"true\"\n    - name: second\n      id: b\n      needs: a\n      command: \"true\"\n",
+        "",
+        "a cycle",
+        "",
+    ),
+    ("- hosts: localhost\n  tasks:\n    - command: \"true\"\n      when: x ==\n", "4:", "in expression", ""),
+    ("- hosts: localhost\n  tasks:\n    - name: nothing to do\n", "3:7", "calls no module", ""),
+    ("- hosts: localhost\n  tasks:\n    - command: \"true\"\n      notify: restart dovecto\n  handlers:\n    - name: restart dovecot\n      command: \"true\"\n", "3:7", "no handler named 'restart dovecto'", "did you mean 'restart dovecot'?"),
+    ("hosts: all\n", "1:1", "a playbook is a list of plays", ""),
+    ("- hosts: localhost\n  tasks:\n    - command: \"true\"\n      loop: 3\n", "4:13", "loop takes a list", ""),
+    ("- hosts: localhost\n  tasks:\n    - shell: echo {{ unclosed\n", "3:14", "template", ""),
+    ("- tasks: []\n", "1:3", "needs `hosts:`", ""),
+    ("- hosts: localhost\n  tasks:\n    - command: \"true\"\n      shell: \"true\"\n", "4:7", "one module", ""),
+    ("- hosts: localhost\n  tasks:\n    - command:\n        cmd: \"true\"\n        chdri: /tmp\n", "5:9", "unknown argument 'chdri'", "did you mean 'chdir'?"),
+];
+
+#[test]
+fn malformed_playbooks_exit_4_with_a_position_and_run_nothing() {
+    for (i, (text, at, msg, hint)) in CASES.iter().enumerate() {
+        let p = Project::new();
+        // Any task that did run would leave this file behind.
+        let book = format!("{text}");
+        p.file("f.yml", &book);
+        let r = p.run(&["f.yml", "-i", "hosts.ini"]);
+        let ctx = format!("case {i}: {text}\n{}", r.all());
+        assert_eq!(r.code, 4, "{ctx}");
+        assert!(
+            r.stderr.contains(&format!("f.yml:{at}")),
+            "want f.yml:{at}\n{ctx}"
+        );
+        assert!(r.stderr.contains(msg), "want {msg:?}\n{ctx}");
+        assert!(r.stderr.contains(hint), "want {hint:?}\n{ctx}");
+        assert!(!r.stdout.contains("TASK ["), "{ctx}");
+        assert!(!p.exists("ran"), "{ctx}");
+        // --syntax-check finds the same error.
+        let s = p.run(&["f.yml", "--syntax-check"]);
+        assert_eq!(s.code, 4, "syntax-check: {ctx}");
+    }
+}
+
+#[test]
+fn bad_inventory_and_extra_vars() {
+    let p = Project::new();
+    p.file(
+        "ok.yml",
+        "- hosts: localhost\n  tasks:\n    - command: \"true\"\n",
+    );
+    p.file("bad.yml", "all:\n  hosts:\n    a: [1\n");
+    let r = p.run(&["ok.yml", "-i", "bad.yml"]);
+    assert_eq!(r.code, 4, "{}", r.all());
+    assert!(r.stderr.contains("bad.yml:"), "{}", r.all());
+    let r = p.run(&["ok.yml", "-i", "hosts.ini", "-e", "{broken"]);
+    assert_eq!(r.code, 5, "{}", r.all());
+}

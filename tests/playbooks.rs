@@ -1,0 +1,627 @@
+//! Integration tests: the binary on playbooks over the local connection.
+
+mod support;
+use support::Project;
+
+#[test]
+fn independent_branches_run_concurrently() {
+    // `waiter` only succeeds if `maker` runs while it waits: proof by order,
+    // not by timing thresholds.
+    let p = Project::new();
+    p.file(
+        "b.yml",
+        r#"
+- hosts: localhost
+  strategy: graph
+  tasks:
+    - name: waiter
+      shell: for i in $(seq 300); do test -f {{ root }}/flag && exit 0; sleep 0.1; done; exit 1
+    - name: maker
+      shell: touch {{ root }}/flag
+"#,
+    );
+    let r = p.play("b.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let ev = r.events();
+    let pos = |task: &str| {
+        ev.iter()
+            .position(|e| e["event"] == "host_result" && e["task"] == task)
+            .unwrap()
+    };
+    assert!(pos("maker") < pos("waiter"), "{}", r.all());
+    let start_waiter = ev
+        .iter()
+        .position(|e| e["event"] == "task_start" && e["task"] == "waiter")
+        .unwrap();
+    assert!(start_waiter < pos("maker"));
+}
+
+#[test]
+fn a_failure_skips_its_dependents_but_not_the_unrelated_branch() {
+    let p = Project::new();
+    p.file(
+        "f.yml",
+        r#"
+- hosts: localhost
+  strategy: graph
+  tasks:
+    - name: broken
+      id: broken
+      command: "false"
+    - name: dependent
+      needs: [broken]
+      shell: touch {{ root }}/dependent
+    - name: unrelated
+      shell: touch {{ root }}/unrelated
+"#,
+    );
+    let r = p.play("f.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert_eq!(r.status("broken", "localhost"), "failed");
+    assert_eq!(r.status("dependent", "localhost"), "skipped");
+    let dep = &r.results("dependent")[0];
+    assert!(
+        dep["msg"].as_str().unwrap().contains("broken"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(r.status("unrelated", "localhost"), "changed");
+    assert!(p.exists("unrelated") && !p.exists("dependent"));
+}
+
+#[test]
+fn cross_host_needs_wait_and_skip() {
+    let p = Project::new();
+    p.file(
+        "x.yml",
+        r#"
+- hosts: alpha
+  needs: []
+  tasks:
+    - name: produce
+      id: produce
+      shell: sleep 0.3; echo data > {{ root }}/produced
+- hosts: beta
+  needs: []
+  tasks:
+    - name: consume
+      needs: [produce]
+      shell: cat {{ root }}/produced
+"#,
+    );
+    let r = p.play("x.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.status("consume", "beta"), "changed");
+
+    p.file(
+        "y.yml",
+        r#"
+- hosts: alpha
+  tasks:
+    - name: produce
+      id: produce
+      command: "false"
+- hosts: beta
+  needs: []
+  tasks:
+    - name: consume
+      needs: [produce]
+      command: "true"
+    - name: other
+      shell: echo fine
+"#,
+    );
+    let r = p.play("y.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert_eq!(r.status("consume", "beta"), "skipped");
+    // The host's chain after the skipped node is skipped too (linear order).
+    assert_eq!(r.status("other", "beta"), "skipped");
+}
+
+#[test]
+fn handlers_fire_once_at_the_end_of_the_play() {
+    let p = Project::new();
+    p.file(
+        "h.yml",
+        r#"
+- hosts: localhost
+  tasks:
+    - name: one
+      shell: echo 1
+      notify: bump
+    - name: two
+      shell: echo 2
+      notify: [bump]
+    - name: three
+      shell: echo 3
+      changed_when: false
+      notify: other
+  handlers:
+    - name: bump
+      shell: echo x >> {{ root }}/bumped
+    - name: other
+      shell: echo y >> {{ root }}/other
+"#,
+    );
+    let r = p.play("h.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p.read("bumped").unwrap(), "x\n");
+    assert!(
+        !p.exists("other"),
+        "a handler notified by an unchanged task must not run"
+    );
+    let ev = r.events();
+    let h = ev
+        .iter()
+        .position(|e| e["task"] == "bump" && e["event"] == "host_result")
+        .unwrap();
+    let three = ev
+        .iter()
+        .position(|e| e["task"] == "three" && e["event"] == "host_result")
+        .unwrap();
+    assert!(h > three, "handlers run after the play's tasks");
+}
+
+#[test]
+fn loops_register_and_when() {
+    let p = Project::new();
+    p.file(
+        "l.yml",
+        r#"
+- hosts: localhost
+  vars:
+    users: [alice, bob, carol]
+  tasks:
+    - name: each
+      shell: echo {{ item }} >> {{ root }}/users
+      loop: "{{ users }}"
+      loop_control:
+        label: "user {{ item }}"
+    - name: greet
+      command: echo hello
+      register: greeting
+    - name: when true
+      command: "true"
+      when: greeting.stdout == 'hello' and greeting.rc == 0
+    - name: when false
+      command: "true"
+      when: greeting.stdout == 'bye'
+    - name: looped when
+      shell: echo {{ item }} >> {{ root }}/picked
+      loop: [1, 2, 3, 4]
+      when: item > 2
+      register: picked
+    - name: results counted
+      command: "true"
+      when: picked.results | length == 4
+"#,
+    );
+    let r = p.play("l.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p.read("users").unwrap(), "alice\nbob\ncarol\n");
+    let labels: Vec<String> = r
+        .results("each")
+        .iter()
+        .filter_map(|e| e["item"].as_str().map(String::from))
+        .collect();
+    assert_eq!(labels, ["user alice", "user bob", "user carol"]);
+    assert_eq!(r.status("when true", "localhost"), "changed");
+    assert_eq!(r.status("when false", "localhost"), "skipped");
+    assert_eq!(p.read("picked").unwrap(), "3\n4\n");
+    assert_eq!(r.status("results counted", "localhost"), "changed");
+}
+
+#[test]
+fn check_mode_changes_nothing() {
+    let p = Project::new();
+    p.file(
+        "c.yml",
+        r#"
+- hosts: localhost
+  tasks:
+    - name: write
+      file_copy:
+        content: "hello\n"
+        dest: "{{ root }}/out.txt"
+    - name: run
+      shell: touch {{ root }}/ran
+"#,
+    );
+    let r = p.play("c.yml", &["--check", "--diff"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.status("write", "localhost"), "changed");
+    assert!(!p.exists("out.txt") && !p.exists("ran"), "{}", r.all());
+    let r = p.play("c.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p.read("out.txt").unwrap(), "hello\n");
+    let r = p.play("c.yml", &["--check"]);
+    assert_eq!(r.status("write", "localhost"), "ok", "{}", r.all());
+}
+
+#[test]
+fn undefined_variables_fail_the_task_naming_task_host_and_variable() {
+    let p = Project::new();
+    p.file(
+        "u.yml",
+        r#"
+- hosts: localhost
+  tasks:
+    - name: uses a typo
+      command: echo {{ users_fiel }}
+    - name: never
+      command: "true"
+"#,
+    );
+    let r = p.play("u.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    let msg = r.results("uses a typo")[0]["msg"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("uses a typo") && msg.contains("localhost") && msg.contains("users_fiel"),
+        "{msg}"
+    );
+    assert_eq!(r.status("never", "localhost"), "none");
+}
+
+#[test]
+fn retries_until_and_failed_when() {
+    let p = Project::new();
+    p.file(
+        "r.yml",
+        r#"
+- hosts: localhost
+  tasks:
+    - name: count up
+      shell: echo x >> {{ root }}/n; wc -l < {{ root }}/n
+      register: n
+      until: n.stdout | int >= 3
+      retries: 5
+      delay: 0
+    - name: tolerated
+      shell: echo "already there" >&2; exit 1
+      register: t
+      failed_when: t.rc != 0 and 'already' not in t.stderr
+    - name: ignored
+      command: "false"
+      ignore_errors: true
+    - name: still runs
+      command: "true"
+"#,
+    );
+    let r = p.play("r.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p.read("n").unwrap().lines().count(), 3);
+    assert_eq!(r.status("tolerated", "localhost"), "changed");
+    assert_eq!(r.status("ignored", "localhost"), "failed");
+    assert_eq!(r.status("still runs", "localhost"), "changed");
+    assert_eq!(r.recap()["hosts"]["localhost"]["ignored"], 1);
+}
+
+#[test]
+fn any_errors_fatal_stops_every_host() {
+    let p = Project::new();
+    p.file(
+        "a.yml",
+        r#"
+- hosts: pair
+  any_errors_fatal: true
+  tasks:
+    - name: fail on alpha
+      command: "false"
+      when: inventory_hostname == 'alpha'
+    - name: slow on beta
+      shell: sleep 0.5
+      when: inventory_hostname == 'beta'
+    - name: next
+      shell: touch {{ root }}/next-{{ inventory_hostname }}
+"#,
+    );
+    let r = p.play("a.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        !p.exists("next-beta") && !p.exists("next-alpha"),
+        "{}",
+        r.all()
+    );
+}
+
+#[test]
+fn no_log_hides_results_in_every_output() {
+    let p = Project::new();
+    p.file(
+        "s.yml",
+        r#"
+- hosts: localhost
+  vars:
+    secret: hunter2-SECRET
+  tasks:
+    - name: secret
+      command: echo {{ secret }}
+      no_log: true
+    - name: secret fails
+      shell: echo {{ secret }} >&2; exit 3
+      no_log: true
+      ignore_errors: true
+"#,
+    );
+    for out in ["json", "human"] {
+        let r = p.run(&["s.yml", "-i", "hosts.ini", "--output", out, "-vvv"]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        assert!(
+            !r.stdout.contains("hunter2") && !r.stderr.contains("hunter2"),
+            "{}",
+            r.all()
+        );
+    }
+}
+
+#[test]
+fn run_once_delegate_to_tags_limit_and_start_at() {
+    let p = Project::new();
+    p.file(
+        "t.yml",
+        r#"
+- hosts: pair
+  tasks:
+    - name: once
+      shell: echo {{ inventory_hostname }} >> {{ root }}/once
+      run_once: true
+      register: o
+    - name: everyone sees it
+      command: echo {{ o.stdout }}
+      when: o.rc == 0
+    - name: delegated
+      shell: echo {{ inventory_hostname }} >> {{ root }}/delegated
+      delegate_to: localhost
+    - name: tagged
+      shell: touch {{ root }}/tagged-{{ inventory_hostname }}
+      tags: [special]
+"#,
+    );
+    let r = p.play("t.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p.read("once").unwrap(), "alpha\n");
+    assert_eq!(r.status("everyone sees it", "beta"), "changed");
+    let mut d: Vec<String> = p
+        .read("delegated")
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    d.sort();
+    assert_eq!(d, ["alpha", "beta"]);
+
+    let p = Project::new();
+    p.file(
+        "t.yml",
+        r#"
+- hosts: pair
+  tasks:
+    - name: first
+      shell: touch {{ root }}/first-{{ inventory_hostname }}
+    - name: tagged
+      shell: touch {{ root }}/tagged-{{ inventory_hostname }}
+      tags: special
+    - name: last
+      shell: touch {{ root }}/last-{{ inventory_hostname }}
+"#,
+    );
+    let r = p.play("t.yml", &["-t", "special", "-l", "beta"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(p.exists("tagged-beta") && !p.exists("tagged-alpha") && !p.exists("first-beta"));
+    let r = p.play(
+        "t.yml",
+        &["--skip-tags", "special", "--start-at-task", "tagged"],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(p.exists("last-alpha") && !p.exists("first-alpha"));
+}
+
+#[test]
+fn pause_needs_yes_without_a_terminal() {
+    let p = Project::new();
+    p.file(
+        "p.yml",
+        r#"
+- hosts: localhost
+  tasks:
+    - name: ask
+      pause:
+        prompt: Switch the MX now
+"#,
+    );
+    let r = p.play("p.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.results("ask")[0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("--yes"),
+        "{}",
+        r.all()
+    );
+    let r = p.play("p.yml", &["--yes"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+}
+
+#[test]
+fn include_tasks_import_playbook_and_vars_files() {
+    let p = Project::new();
+    p.file("vars/main.yml", "greeting: hi\n");
+    p.file(
+        "tasks/more.yml",
+        "- name: included\n  shell: echo {{ greeting }} {{ extra }} > {{ root }}/included\n",
+    );
+    p.file(
+        "inner.yml",
+        r#"
+- hosts: localhost
+  vars_files: [vars/main.yml]
+  tasks:
+    - include_tasks: tasks/more.yml
+      vars:
+        extra: there
+"#,
+    );
+    p.file("outer.yml", "- import_playbook: inner.yml\n");
+    let r = p.play("outer.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p.read("included").unwrap(), "hi there\n");
+}
+
+#[test]
+fn human_output_has_headers_lines_and_a_recap() {
+    let p = Project::new();
+    p.file(
+        "o.yml",
+        r#"
+- name: Demo
+  hosts: localhost
+  tasks:
+    - name: say
+      command: echo hi
+    - name: broken
+      shell: echo boom >&2; exit 4
+"#,
+    );
+    let r = p.run(&["o.yml", "-i", "hosts.ini"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    for want in [
+        "PLAY [Demo]",
+        "TASK [say]",
+        "changed: [localhost]",
+        "failed: [localhost]",
+        "boom",
+        "PLAY RECAP",
+    ] {
+        assert!(r.stdout.contains(want), "missing {want:?}\n{}", r.all());
+    }
+    assert!(
+        r.stdout.contains(
+            "localhost                  : ok=1    changed=1    unreachable=0    failed=1"
+        ),
+        "{}",
+        r.all()
+    );
+    assert!(!r.stdout.contains("\x1b["), "no colour without a terminal");
+}
+
+#[test]
+fn exit_codes() {
+    let p = Project::new();
+    p.file(
+        "ok.yml",
+        "- hosts: localhost\n  tasks:\n    - command: \"true\"\n",
+    );
+    assert_eq!(p.run(&["ok.yml", "-i", "hosts.ini"]).code, 0);
+    assert_eq!(
+        p.run(&["ok.yml", "-i", "hosts.ini", "--no-such-option"])
+            .code,
+        5
+    );
+    assert_eq!(p.run(&["missing.yml", "-i", "hosts.ini"]).code, 5);
+    let r = p.run(&["ok.yml", "--syntax-check"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("playbook: ok.yml"));
+    // An SSH host cannot be reached yet: unreachable, exit 3.
+    p.file("ssh.ini", "far ansible_host=127.0.0.1 ansible_port=1\n");
+    p.file(
+        "far.yml",
+        "- hosts: far\n  tasks:\n    - command: \"true\"\n",
+    );
+    let r = p.run(&["far.yml", "-i", "ssh.ini", "--output", "json"]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    // A pattern matching nothing warns and does nothing.
+    p.file(
+        "none.yml",
+        "- hosts: nosuchgroup\n  tasks:\n    - command: \"true\"\n",
+    );
+    let r = p.run(&["none.yml", "-i", "hosts.ini"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stderr.contains("Could not match supplied host pattern"),
+        "{}",
+        r.all()
+    );
+}
+
+#[test]
+fn list_tasks_list_hosts_and_graph() {
+    let p = Project::new();
+    p.file(
+        "g.yml",
+        r#"
+- name: First
+  hosts: pair
+  tasks:
+    - name: a
+      id: a
+      command: "true"
+    - name: b
+      command: "true"
+      tags: [x]
+- name: Second
+  hosts: localhost
+  needs: [a]
+  tasks:
+    - name: c
+      command: "true"
+"#,
+    );
+    let r = p.run(&["g.yml", "-i", "hosts.ini", "--list-tasks"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout.contains("play #1 (pair): First") && r.stdout.contains("      b\tTAGS: [x]"),
+        "{}",
+        r.all()
+    );
+    let r = p.run(&["g.yml", "-i", "hosts.ini", "--list-hosts"]);
+    assert!(
+        r.stdout.contains("hosts (2):") && r.stdout.contains("      beta"),
+        "{}",
+        r.all()
+    );
+    let r = p.run(&["g.yml", "-i", "hosts.ini", "--graph"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.starts_with("digraph mailrun {"), "{}", r.all());
+    assert!(
+        r.stdout.contains("\"a @ alpha\"")
+            && r.stdout.contains("\"c @ localhost\"")
+            && r.stdout.contains("needs")
+    );
+}
+
+#[test]
+fn example_playbooks_report_no_change_on_a_second_run() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let p = Project::new();
+    let demo = format!("demo_root={}/demo", p.path().display());
+    let book = root.join("playbooks/site.yml");
+    let inv = root.join("inventory/local.ini");
+    let args = [
+        book.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+        "-e",
+        &demo,
+    ];
+    let first = p.run_raw(&args);
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert!(first.changed("localhost") > 0);
+    let second = p.run_raw(&args);
+    assert_eq!(second.code, 0, "{}", second.all());
+    assert_eq!(second.changed("localhost"), 0, "{}", second.all());
+    // Every example playbook at least parses.
+    for entry in std::fs::read_dir(root.join("playbooks")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yml") {
+            let r = p.run_raw(&[path.to_str().unwrap(), "--syntax-check"]);
+            assert_eq!(r.code, 0, "{}: {}", path.display(), r.all());
+        }
+    }
+}
