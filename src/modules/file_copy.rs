@@ -1,0 +1,715 @@
+//! `file_copy`: a file from the control machine (`src`) or inline `content`
+//! to the host, unchanged when the checksums match. [`install`] is shared
+//! with `template`.
+
+use super::args::{self, Mode};
+use crate::connection::{self, ConnError, FileStat};
+use crate::local::sha256_hex;
+use crate::module::{ArgError, ArgSpec, Context, Diff, Module, ModuleDoc, Outcome};
+use crate::quote::quote;
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::Path;
+
+pub struct FileCopy;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    #[serde(default, deserialize_with = "args::opt_string_lenient")]
+    src: Option<String>,
+    #[serde(default, deserialize_with = "args::opt_string_lenient")]
+    content: Option<String>,
+    dest: String,
+    #[serde(default, deserialize_with = "args::mode")]
+    mode: Option<Mode>,
+    #[serde(default, deserialize_with = "args::opt_string_lenient")]
+    owner: Option<String>,
+    #[serde(default, deserialize_with = "args::opt_string_lenient")]
+    group: Option<String>,
+    #[serde(default, deserialize_with = "args::bool_lenient")]
+    backup: bool,
+    #[serde(default, deserialize_with = "args::opt_string_lenient")]
+    validate: Option<String>,
+    #[serde(
+        default = "super::command::yes",
+        deserialize_with = "args::bool_lenient"
+    )]
+    force: bool,
+}
+
+/// How to install a file: everything but its content.
+#[derive(Debug, Clone, Default)]
+pub(super) struct InstallOpts {
+    pub(super) dest: String,
+    pub(super) mode: Option<Mode>,
+    pub(super) owner: Option<String>,
+    pub(super) group: Option<String>,
+    pub(super) backup: bool,
+    pub(super) validate: Option<String>,
+    pub(super) force: bool,
+}
+
+/// The argument specs `file_copy` and `template` share (after `src`).
+pub(super) fn install_args() -> Vec<ArgSpec> {
+    vec![
+        ArgSpec {
+            name: "dest",
+            kind: "path",
+            required: true,
+            default: None,
+            description: "Where the file goes on the host; ending in `/` or an existing directory puts it inside, named after src.",
+        },
+        ArgSpec {
+            name: "mode",
+            kind: "mode",
+            required: false,
+            default: None,
+            description: "Permissions, quoted octal (\"0644\") or symbolic (\"u=rw,go=r\"); default keeps the old file's, or 0666 minus umask.",
+        },
+        ArgSpec {
+            name: "owner",
+            kind: "string",
+            required: false,
+            default: None,
+            description: "Owner (name or uid), set with chown.",
+        },
+        ArgSpec {
+            name: "group",
+            kind: "string",
+            required: false,
+            default: None,
+            description: "Group (name or gid), set with chgrp.",
+        },
+        ArgSpec {
+            name: "backup",
+            kind: "bool",
+            required: false,
+            default: Some("false"),
+            description: "Copy the old file to `dest.<UTC time>~` before replacing it; the result's backup_file names it.",
+        },
+        ArgSpec {
+            name: "validate",
+            kind: "string",
+            required: false,
+            default: None,
+            description: "A command checking the new file before it is installed; `%s` is replaced by its temp path. If it fails nothing is installed.",
+        },
+        ArgSpec {
+            name: "force",
+            kind: "bool",
+            required: false,
+            default: Some("true"),
+            description: "Replace a dest whose content differs; false only creates a missing file.",
+        },
+    ]
+}
+
+/// Module-specific checks shared with `template`.
+pub(super) fn check_validate(module: &str, validate: Option<&str>) -> Result<(), ArgError> {
+    match validate {
+        Some(v) if !v.contains("%s") => Err(ArgError {
+            arg: Some("validate".into()),
+            msg: format!(
+                "{module}: argument 'validate' must contain %s (the path of the file to check)"
+            ),
+            help: Some("e.g. validate: \"sshd -t -f %s\"".into()),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn parse_params(args: &Value) -> Result<Params, ArgError> {
+    let p: Params = args::typed("file_copy", args)?;
+    match (&p.src, &p.content) {
+        (None, None) => {
+            return Err(ArgError {
+                arg: None,
+                msg: "file_copy: one of 'src' or 'content' is required".into(),
+                help: None,
+            })
+        }
+        (Some(_), Some(_)) => {
+            return Err(ArgError {
+                arg: Some("content".into()),
+                msg: "file_copy: 'src' and 'content' are mutually exclusive".into(),
+                help: None,
+            })
+        }
+        _ => {}
+    }
+    check_validate("file_copy", p.validate.as_deref())?;
+    Ok(p)
+}
+
+#[async_trait]
+impl Module for FileCopy {
+    fn doc(&self) -> ModuleDoc {
+        let mut a = vec![
+            ArgSpec {
+                name: "src",
+                kind: "path",
+                required: false,
+                default: None,
+                description: "A file on the control machine, relative to the playbook's directory (or content).",
+            },
+            ArgSpec {
+                name: "content",
+                kind: "string",
+                required: false,
+                default: None,
+                description: "The file's content, given inline (instead of src).",
+            },
+        ];
+        a.extend(install_args());
+        ModuleDoc {
+            name: "file_copy",
+            description: "Copies a file (or inline content) to the host; unchanged when the checksums match.",
+            args: a,
+            check_mode: true,
+            example: "- name: Copy the users file\n  file_copy:\n    src: files/users\n    dest: /etc/dovecot/users\n    mode: \"0640\"\n",
+            free_form: None,
+        }
+    }
+
+    fn parse(&self, args: &Value) -> Result<(), ArgError> {
+        parse_params(args).map(|_| ())
+    }
+
+    async fn run(&self, ctx: &Context, args: Value) -> Result<Outcome, ConnError> {
+        let p = match parse_params(&args) {
+            Ok(p) => p,
+            Err(e) => return Ok(super::arg_failure(e)),
+        };
+        let (data, src_name) = match (&p.src, p.content) {
+            (_, Some(content)) => (content.into_bytes(), None),
+            (Some(src), None) => match read_local(ctx, "file_copy", src).await? {
+                Ok(data) => (data, file_name(src)),
+                Err(failed) => return Ok(failed),
+            },
+            (None, None) => return Ok(Outcome::failed("file_copy: no src or content")),
+        };
+        let dest = match resolve_dest(ctx, "file_copy", &p.dest, src_name.as_deref()).await? {
+            Ok(d) => d,
+            Err(failed) => return Ok(failed),
+        };
+        let opts = InstallOpts {
+            dest,
+            mode: p.mode,
+            owner: p.owner,
+            group: p.group,
+            backup: p.backup,
+            validate: p.validate,
+            force: p.force,
+        };
+        install(ctx, &data, &opts).await
+    }
+}
+
+fn file_name(path: &str) -> Option<String> {
+    Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+}
+
+/// Reads a file on the control machine; a relative path is taken from the
+/// playbook's directory. A missing file or a directory is a failed outcome.
+pub(super) async fn read_local(
+    ctx: &Context,
+    module: &str,
+    src: &str,
+) -> Result<Result<Vec<u8>, Outcome>, ConnError> {
+    let path = ctx.base_dir.join(src);
+    let shown = path.to_string_lossy().into_owned();
+    match ctx.local.stat(&shown).await? {
+        None => {
+            return Ok(Err(Outcome::failed(format!(
+                "{module}: src '{src}' not found (looked for {shown})"
+            ))))
+        }
+        Some(st) if st.is_dir => {
+            return Ok(Err(Outcome::failed(format!(
+                "{module}: src '{src}' is a directory; copying directories is not supported"
+            ))))
+        }
+        Some(_) => {}
+    }
+    Ok(match ctx.local.read_file(&shown).await? {
+        Some(data) => Ok(data),
+        None => Err(Outcome::failed(format!("{module}: src '{src}' not found"))),
+    })
+}
+
+/// `dest`, or the file inside it when it ends in `/` or is a directory.
+pub(super) async fn resolve_dest(
+    ctx: &Context,
+    module: &str,
+    dest: &str,
+    src_name: Option<&str>,
+) -> Result<Result<String, Outcome>, ConnError> {
+    let is_dir = dest.ends_with('/') || ctx.conn.stat(dest).await?.is_some_and(|s| s.is_dir);
+    if !is_dir {
+        return Ok(Ok(dest.to_string()));
+    }
+    Ok(match src_name {
+        Some(name) => Ok(format!("{}/{name}", dest.trim_end_matches('/'))),
+        None => Err(Outcome::failed(format!(
+            "{module}: dest '{dest}' is a directory; give the path of a file"
+        ))),
+    })
+}
+
+/// What the check step found to do.
+#[derive(Debug)]
+struct Plan {
+    /// The file now, if it exists.
+    before: Option<FileStat>,
+    checksum: String,
+    /// The content differs (or the file is missing) and may be replaced.
+    write: bool,
+    /// The mode to set, when it differs from the file's.
+    chmod: Option<u32>,
+    chown: Option<String>,
+    chgrp: Option<String>,
+}
+
+impl Plan {
+    fn changes(&self) -> bool {
+        self.write || self.chmod.is_some() || self.chown.is_some() || self.chgrp.is_some()
+    }
+}
+
+fn owned_by(name: &str, by_name: Option<&str>, id: u32) -> bool {
+    by_name == Some(name) || id.to_string() == name
+}
+
+/// Compares the wanted file with the one on the host.
+async fn check(
+    ctx: &Context,
+    data: &[u8],
+    o: &InstallOpts,
+) -> Result<Result<Plan, Outcome>, ConnError> {
+    let before = ctx.conn.stat(&o.dest).await?;
+    if before.as_ref().is_some_and(|b| b.is_dir) {
+        return Ok(Err(Outcome::failed(format!(
+            "dest '{}' is a directory",
+            o.dest
+        ))));
+    }
+    let checksum = sha256_hex(data);
+    let write = match &before {
+        None => true,
+        Some(b) => o.force && b.sha256.as_deref() != Some(checksum.as_str()),
+    };
+    let current = before.as_ref().map(|b| b.mode);
+    let wanted = o
+        .mode
+        .as_ref()
+        .map(|m| m.resolve(current.unwrap_or(0o644), false));
+    let chmod = wanted.filter(|w| Some(*w) != current);
+    let chown = o.owner.clone().filter(|want| {
+        !before
+            .as_ref()
+            .is_some_and(|b| owned_by(want, b.owner.as_deref(), b.uid))
+    });
+    let chgrp = o.group.clone().filter(|want| {
+        !before
+            .as_ref()
+            .is_some_and(|b| owned_by(want, b.group.as_deref(), b.gid))
+    });
+    Ok(Ok(Plan {
+        before,
+        checksum,
+        write,
+        chmod,
+        chown,
+        chgrp,
+    }))
+}
+
+/// Text for a diff, or None for binary content.
+fn as_text(data: &[u8]) -> Option<&str> {
+    std::str::from_utf8(data).ok().filter(|s| !s.contains('\0'))
+}
+
+async fn diff(ctx: &Context, data: &[u8], o: &InstallOpts, plan: &Plan) -> Result<Diff, ConnError> {
+    let old = match plan.before {
+        Some(_) => ctx.conn.read_file(&o.dest).await?.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    Ok(match (as_text(&old), as_text(data)) {
+        (Some(before), Some(after)) => Diff {
+            path: o.dest.clone(),
+            before: before.to_string(),
+            after: after.to_string(),
+        },
+        _ => Diff {
+            path: o.dest.clone(),
+            before: String::new(),
+            after: "binary file, diff omitted\n".into(),
+        },
+    })
+}
+
+/// Runs a command on the host with the task's become and timeout.
+async fn host_exec(ctx: &Context, line: String) -> Result<connection::ExecOutput, ConnError> {
+    ctx.conn
+        .exec(&connection::Command {
+            cmd: line,
+            stdin: None,
+            timeout: ctx.timeout,
+            become_user: ctx.become_user.clone(),
+        })
+        .await
+}
+
+fn failed_exec(what: &str, out: &connection::ExecOutput) -> Outcome {
+    let stderr = out.stderr_str().trim_end().to_string();
+    let msg = if stderr.is_empty() {
+        format!("{what} (rc {})", out.rc)
+    } else {
+        format!("{what} (rc {}): {stderr}", out.rc)
+    };
+    Outcome::failed(msg)
+        .with("rc", out.rc)
+        .with("stdout", out.stdout_str().trim_end())
+        .with("stderr", stderr)
+}
+
+/// `YYYY-MM-DD@HH:MM:SS` in UTC (no local time zone without libc calls).
+fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}@{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Runs `validate` on a temp copy beside dest; Some(failed outcome) if it fails.
+async fn run_validate(
+    ctx: &Context,
+    data: &[u8],
+    o: &InstallOpts,
+    cmd: &str,
+) -> Result<Option<Outcome>, ConnError> {
+    let (dir, name) = match o.dest.rsplit_once('/') {
+        Some((dir, name)) => (if dir.is_empty() { "/" } else { dir }, name),
+        None => (".", o.dest.as_str()),
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let tmp = format!(
+        "{}/.{name}.mailrun-validate-{}-{nanos}",
+        dir.trim_end_matches('/'),
+        std::process::id()
+    );
+    ctx.conn.write_file(&tmp, data, Some(0o600)).await?;
+    let line = cmd.replace("%s", &quote(&tmp));
+    let out = host_exec(ctx, line).await;
+    let cleanup = host_exec(ctx, format!("rm -f -- {}", quote(&tmp))).await;
+    let out = out?;
+    cleanup?;
+    Ok((out.rc != 0).then(|| failed_exec(&format!("validation failed: {cmd}"), &out)))
+}
+
+/// Installs `data` at `opts.dest`: check (checksum, mode, owner, group on
+/// the host), stop there in check mode, else apply the plan.
+pub(super) async fn install(
+    ctx: &Context,
+    data: &[u8],
+    opts: &InstallOpts,
+) -> Result<Outcome, ConnError> {
+    let plan = match check(ctx, data, opts).await? {
+        Ok(plan) => plan,
+        Err(failed) => return Ok(failed),
+    };
+    let mut out = if plan.changes() {
+        Outcome::changed()
+    } else {
+        Outcome::ok()
+    };
+    if ctx.diff && plan.write {
+        out.diff = Some(diff(ctx, data, opts, &plan).await?);
+    }
+    out = out
+        .with("dest", opts.dest.as_str())
+        .with("checksum", plan.checksum.as_str())
+        .with("size", data.len() as u64);
+    if ctx.check || !plan.changes() {
+        let mode = plan.chmod.or(plan.before.as_ref().map(|b| b.mode));
+        if let Some(m) = mode {
+            out = out.with("mode", format!("{m:04o}"));
+        }
+        return Ok(out);
+    }
+    apply(ctx, data, opts, plan, out).await
+}
+
+async fn apply(
+    ctx: &Context,
+    data: &[u8],
+    o: &InstallOpts,
+    plan: Plan,
+    mut out: Outcome,
+) -> Result<Outcome, ConnError> {
+    let q = quote(&o.dest).into_owned();
+    if plan.write {
+        if let Some(cmd) = &o.validate {
+            if let Some(failed) = run_validate(ctx, data, o, cmd).await? {
+                return Ok(failed);
+            }
+        }
+        if o.backup && plan.before.is_some() {
+            let backup = format!("{}.{}~", o.dest, timestamp());
+            let r = host_exec(ctx, format!("cp -p -- {q} {}", quote(&backup))).await?;
+            if r.rc != 0 {
+                return Ok(failed_exec("backup failed", &r));
+            }
+            out = out.with("backup_file", backup);
+        }
+        ctx.conn.write_file(&o.dest, data, plan.chmod).await?;
+    } else if let Some(m) = plan.chmod {
+        let r = host_exec(ctx, format!("chmod {m:04o} -- {q}")).await?;
+        if r.rc != 0 {
+            return Ok(failed_exec("chmod failed", &r));
+        }
+    }
+    if let Some(owner) = &plan.chown {
+        let r = host_exec(ctx, format!("chown -- {} {q}", quote(owner))).await?;
+        if r.rc != 0 {
+            return Ok(failed_exec("chown failed", &r));
+        }
+    }
+    if let Some(group) = &plan.chgrp {
+        let r = host_exec(ctx, format!("chgrp -- {} {q}", quote(group))).await?;
+        if r.rc != 0 {
+            return Ok(failed_exec("chgrp failed", &r));
+        }
+    }
+    if let Some(st) = ctx.conn.stat(&o.dest).await? {
+        out = out.with("mode", format!("{:04o}", st.mode));
+        if let Some(owner) = st.owner {
+            out = out.with("owner", owner);
+        }
+        if let Some(group) = st.group {
+            out = out.with("group", group);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timestamp;
+    use crate::modules::testutil::{ctx, p, rt, run};
+    use serde_json::json;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode_of(path: &str) -> u32 {
+        fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn copies_src_then_is_unchanged() {
+        rt().block_on(async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            fs::create_dir(dir.path().join("files")).expect("mkdir");
+            fs::write(dir.path().join("files/users"), "alice\nbob\n").expect("write");
+            let c = ctx(dir.path());
+            let dest = p(dir.path(), "users");
+            let args = json!({"src": "files/users", "dest": dest, "mode": "0640"});
+            let o = run(&c, "file_copy", args.clone()).await;
+            assert!(o.changed && !o.failed, "{o:?}");
+            assert_eq!(fs::read_to_string(&dest).ok().as_deref(), Some("alice\nbob\n"));
+            assert_eq!(mode_of(&dest), 0o640);
+            assert_eq!(o.data["mode"], "0640");
+            assert_eq!(o.data["size"], 10);
+            assert_eq!(o.data["checksum"], crate::local::sha256_hex(b"alice\nbob\n"));
+            let o = run(&c, "file_copy", args).await;
+            assert!(!o.changed && !o.failed, "{o:?}");
+            // Only the mode differs: changed, content untouched.
+            let o = run(&c, "file_copy", json!({"src": "files/users", "dest": dest, "mode": "g+w"})).await;
+            assert!(o.changed, "{o:?}");
+            assert_eq!(mode_of(&dest), 0o660);
+            // Owner and group by name or id: already so, unchanged.
+            let meta = fs::metadata(&dest).expect("meta");
+            use std::os::unix::fs::MetadataExt;
+            let o = run(&c, "file_copy", json!({"src": "files/users", "dest": dest, "owner": meta.uid(), "group": meta.gid().to_string()})).await;
+            assert!(!o.changed && !o.failed, "{o:?}");
+        });
+    }
+
+    #[test]
+    fn content_into_directory_and_errors() {
+        rt().block_on(async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let c = ctx(dir.path());
+            fs::write(dir.path().join("motd"), "hi\n").expect("write");
+            fs::create_dir(dir.path().join("etc")).expect("mkdir");
+            let o = run(
+                &c,
+                "file_copy",
+                json!({"src": "motd", "dest": p(dir.path(), "etc")}),
+            )
+            .await;
+            assert!(o.changed, "{o:?}");
+            assert_eq!(o.data["dest"], p(dir.path(), "etc/motd"));
+            assert!(dir.path().join("etc/motd").exists());
+            let o = run(
+                &c,
+                "file_copy",
+                json!({"content": "x", "dest": p(dir.path(), "etc") + "/"}),
+            )
+            .await;
+            assert!(
+                o.failed
+                    && o.msg
+                        .as_deref()
+                        .is_some_and(|m| m.contains("is a directory")),
+                "{o:?}"
+            );
+            let o = run(
+                &c,
+                "file_copy",
+                json!({"src": "missing", "dest": p(dir.path(), "x")}),
+            )
+            .await;
+            assert!(
+                o.failed && o.msg.as_deref().is_some_and(|m| m.contains("not found")),
+                "{o:?}"
+            );
+            let o = run(
+                &c,
+                "file_copy",
+                json!({"src": "etc", "dest": p(dir.path(), "x")}),
+            )
+            .await;
+            assert!(o.failed, "{o:?}");
+            let o = run(&c, "file_copy", json!({"dest": p(dir.path(), "x")})).await;
+            assert!(
+                o.failed
+                    && o.msg.as_deref() == Some("file_copy: one of 'src' or 'content' is required")
+            );
+            let o = run(
+                &c,
+                "file_copy",
+                json!({"content": "x", "dest": p(dir.path(), "x"), "validate": "true"}),
+            )
+            .await;
+            assert!(
+                o.failed
+                    && o.msg
+                        .as_deref()
+                        .is_some_and(|m| m.contains("must contain %s"))
+            );
+        });
+    }
+
+    #[test]
+    fn check_mode_and_diff() {
+        rt().block_on(async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut c = ctx(dir.path());
+            let dest = p(dir.path(), "conf");
+            fs::write(&dest, "a=1\n").expect("write");
+            c.check = true;
+            c.diff = true;
+            let o = run(&c, "file_copy", json!({"content": "a=2\n", "dest": dest})).await;
+            assert!(o.changed && !o.failed, "{o:?}");
+            let d = o.diff.expect("diff");
+            assert_eq!(
+                (d.path.as_str(), d.before.as_str(), d.after.as_str()),
+                (dest.as_str(), "a=1\n", "a=2\n")
+            );
+            assert_eq!(fs::read_to_string(&dest).ok().as_deref(), Some("a=1\n"));
+            let o = run(
+                &c,
+                "file_copy",
+                json!({"content": "new", "dest": p(dir.path(), "new")}),
+            )
+            .await;
+            assert!(
+                o.changed
+                    && o.diff
+                        .as_ref()
+                        .is_some_and(|d| d.before.is_empty() && d.after == "new")
+            );
+            assert!(!dir.path().join("new").exists());
+            // Binary content: no text diff.
+            c.check = false;
+            fs::write(&dest, [0u8, 159, 146, 150]).expect("write");
+            let o = run(&c, "file_copy", json!({"content": "text", "dest": dest})).await;
+            assert_eq!(
+                o.diff.map(|d| d.after),
+                Some("binary file, diff omitted\n".into())
+            );
+            // Unchanged: no diff at all.
+            let o = run(&c, "file_copy", json!({"content": "text", "dest": dest})).await;
+            assert!(!o.changed && o.diff.is_none(), "{o:?}");
+        });
+    }
+
+    #[test]
+    fn backup_force_and_validate() {
+        rt().block_on(async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let c = ctx(dir.path());
+            let dest = p(dir.path(), "sshd_config");
+            fs::write(&dest, "old\n").expect("write");
+            let o = run(&c, "file_copy", json!({"content": "new\n", "dest": dest, "backup": "yes"})).await;
+            assert!(o.changed, "{o:?}");
+            let backup = o.data["backup_file"].as_str().expect("backup_file").to_string();
+            assert!(backup.starts_with(&format!("{dest}.")) && backup.ends_with('~'), "{backup}");
+            assert_eq!(fs::read_to_string(&backup).ok().as_deref(), Some("old\n"));
+            // force=no leaves a differing file alone.
+            let o = run(&c, "file_copy", json!({"content": "other\n", "dest": dest, "force": "no"})).await;
+            assert!(!o.changed, "{o:?}");
+            assert_eq!(fs::read_to_string(&dest).ok().as_deref(), Some("new\n"));
+            // A failing validate installs nothing and leaves no temp file.
+            let o = run(&c, "file_copy", json!({"content": "bad\n", "dest": dest, "validate": "sh -c 'grep -q good \"$1\" || { echo invalid: $1 >&2; exit 1; }' x %s"})).await;
+            assert!(o.failed && !o.changed, "{o:?}");
+            assert!(o.msg.as_deref().is_some_and(|m| m.contains("validation failed") && m.contains("invalid:")), "{o:?}");
+            assert_eq!(fs::read_to_string(&dest).ok().as_deref(), Some("new\n"));
+            let o = run(&c, "file_copy", json!({"content": "good\n", "dest": dest, "validate": "grep -q good %s"})).await;
+            assert!(o.changed && !o.failed, "{o:?}");
+            assert_eq!(fs::read_to_string(&dest).ok().as_deref(), Some("good\n"));
+            let names: Vec<String> = fs::read_dir(dir.path())
+                .expect("readdir")
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with('.'))
+                .collect();
+            assert!(names.is_empty(), "{names:?}");
+        });
+    }
+
+    #[test]
+    fn timestamp_shape() {
+        let t = timestamp();
+        assert_eq!(t.len(), 19, "{t}");
+        assert_eq!(&t[10..11], "@");
+        assert!(t.as_str() > "2024-01-01");
+    }
+}
