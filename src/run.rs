@@ -286,20 +286,32 @@ fn print_lists(book: &Playbook, plan: &engine::Plan, a: &PlaybookArgs) {
     for w in &plan.warnings {
         eprintln!("[WARNING]: {w}");
     }
-    let mut file: Option<&Path> = None;
+    let mut top: Option<usize> = None;
+    let mut number = 0;
     for (pi, play) in book.plays.iter().enumerate() {
         let pp = &plan.plays[pi];
-        let origin = play.origin.file.as_path();
-        if file != Some(origin) {
-            println!("\nplaybook: {}", origin.display());
-            file = Some(origin);
+        if top != Some(play.top) {
+            let path = book
+                .paths
+                .get(play.top)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            println!("\nplaybook: {path}");
+            top = Some(play.top);
+            number = 0;
         }
+        number += 1;
+        let tags = |own: &[String]| {
+            let mut all: Vec<&str> = own.iter().chain(&play.tags).map(String::as_str).collect();
+            all.sort_unstable();
+            all.dedup();
+            all.join(", ")
+        };
         println!(
-            "\n  play #{} ({}): {}\tTAGS: [{}]",
-            pi + 1,
+            "\n  play #{number} ({}): {}\tTAGS: [{}]",
             play.hosts,
             play.name,
-            play.tags.join(",")
+            tags(&[])
         );
         if a.list_hosts {
             println!("    pattern: ['{}']", play.hosts);
@@ -316,7 +328,7 @@ fn print_lists(book: &Playbook, plan: &engine::Plan, a: &PlaybookArgs) {
                     t.id.as_ref()
                         .map(|i| format!("\tID: {i}"))
                         .unwrap_or_default();
-                println!("      {}\tTAGS: [{}]{id}", t.name, t.tags.join(","));
+                println!("      {}\tTAGS: [{}]{id}", t.name, tags(&t.tags));
             }
         }
     }

@@ -46,8 +46,7 @@ fn malformed_playbooks_exit_4_with_a_position_and_run_nothing() {
     for (i, (text, at, msg, hint)) in CASES.iter().enumerate() {
         let p = Project::new();
         // Any task that did run would leave this file behind.
-        let book = format!("{text}");
-        p.file("f.yml", &book);
+        p.file("f.yml", text);
         let r = p.run(&["f.yml", "-i", "hosts.ini"]);
         let ctx = format!("case {i}: {text}\n{}", r.all());
         assert_eq!(r.code, 4, "{ctx}");

@@ -625,3 +625,48 @@ fn example_playbooks_report_no_change_on_a_second_run() {
         }
     }
 }
+
+#[test]
+fn ctrl_c_stops_new_tasks_prints_the_recap_and_exits_99() {
+    let p = Project::new();
+    p.file(
+        "i.yml",
+        r#"
+- hosts: localhost
+  tasks:
+    - name: long
+      shell: touch {{ root }}/started; sleep 2
+    - name: after
+      shell: touch {{ root }}/after
+"#,
+    );
+    let root = format!("root={}", p.path().display());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailrun"))
+        .current_dir(p.path())
+        .args(["i.yml", "-i", "hosts.ini", "--output", "json", "-e", &root])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    for _ in 0..600 {
+        if p.exists("started") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(p.exists("started"));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(99), "{stdout}");
+    assert!(!p.exists("after"), "no task starts after Ctrl-C");
+    assert!(
+        stdout.contains("\"event\":\"recap\"") && stdout.contains("\"interrupted\":true"),
+        "{stdout}"
+    );
+}

@@ -328,7 +328,7 @@ impl Shared {
                 }
             }
             all_skipped = false;
-            let r = self.run_item(task, host, &vars, check).await;
+            let r = self.run_item(play, task, host, &vars, check).await;
             any_changed |= r.outcome.changed;
             any_failed |= r.outcome.failed;
             last_ignored = r.ignored;
@@ -556,6 +556,7 @@ impl Shared {
     /// changed_when/failed_when.
     async fn run_item(
         self: &Arc<Self>,
+        play: &Play,
         task: &Task,
         host: &str,
         vars: &Value,
@@ -613,15 +614,12 @@ impl Shared {
                 };
             }
         };
-        let play_become = |t: &Task| {
-            t.become_
-                .or(self.book_play_become(task))
-                .unwrap_or(self.opts.become_)
-        };
-        let become_user = if play_become(task) {
+        let become_ = task.become_.or(play.become_).unwrap_or(self.opts.become_);
+        let become_user = if become_ {
             let user = task
                 .become_user
                 .clone()
+                .or_else(|| play.become_user.clone())
                 .or_else(|| {
                     vars.get("ansible_become_user")
                         .and_then(Value::as_str)
@@ -747,19 +745,6 @@ impl Shared {
                 result,
             };
         }
-    }
-
-    fn book_play_become(&self, task: &Task) -> Option<bool> {
-        self.book
-            .plays
-            .iter()
-            .find(|p| {
-                p.tasks
-                    .iter()
-                    .chain(&p.handlers)
-                    .any(|t| std::ptr::eq(t, task))
-            })
-            .and_then(|p| p.become_)
     }
 
     fn base_dir(&self, task: &Task) -> std::path::PathBuf {

@@ -78,8 +78,10 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<Playbook, Error> {
         opts,
         plays: Vec::new(),
         stack: Vec::new(),
+        top: 0,
     };
-    for path in paths {
+    for (i, path) in paths.iter().enumerate() {
+        loader.top = i;
         loader.playbook_file(path)?;
     }
     let book = Playbook {
@@ -95,6 +97,8 @@ struct Loader<'a> {
     plays: Vec<Play>,
     /// Files being read, to catch an include or import of itself.
     stack: Vec<PathBuf>,
+    /// The index of the command-line playbook being read.
+    top: usize,
 }
 
 /// The file a node came from, for errors.
@@ -222,6 +226,7 @@ impl Loader<'_> {
         let mut play = Play {
             origin: src.origin(node.pos),
             dir: dir_of(src.file),
+            top: self.top,
             ..Default::default()
         };
         let mut hosts_seen = false;

@@ -67,6 +67,8 @@ pub struct Play {
     pub origin: Origin,
     /// The directory of the playbook file this play came from.
     pub dir: PathBuf,
+    /// Which of the playbooks given on the command line it belongs to.
+    pub top: usize,
 }
 
 /// A condition: a YAML boolean, or expressions that must all hold.

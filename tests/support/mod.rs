@@ -33,8 +33,7 @@ impl Run {
     pub fn status(&self, task: &str, host: &str) -> String {
         self.results(task)
             .iter()
-            .filter(|e| e["host"] == host && e["item"].is_null())
-            .next_back()
+            .rfind(|e| e["host"] == host && e["item"].is_null())
             .map(|e| e["status"].as_str().unwrap_or("").to_string())
             .unwrap_or_else(|| "none".into())
     }
