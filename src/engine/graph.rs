@@ -78,7 +78,7 @@ pub fn build(book: &Playbook, plan: &[PlanPlay]) -> TaskGraph {
         starts.push(start);
         ends.push(end);
         g.add_edge(start, end, EdgeKind::Barrier);
-        if play.needs.is_empty() && pi > 0 {
+        if !play.needs_given && pi > 0 {
             g.add_edge(ends[pi - 1], start, EdgeKind::Barrier);
         }
         let mut shared: HashMap<usize, NodeIndex> = HashMap::new();
@@ -328,4 +328,224 @@ fn dot_string(s: &str) -> String {
     }
     q.push('"');
     q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::playbook::{Origin, Play, Task};
+    use petgraph::algo::has_path_connecting;
+
+    fn task(name: &str, id: Option<&str>, needs: &[&str]) -> Task {
+        Task {
+            name: name.into(),
+            module: "command".into(),
+            id: id.map(String::from),
+            needs: needs
+                .iter()
+                .map(|n| (n.to_string(), Origin::default()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn play(name: &str, tasks: Vec<Task>) -> Play {
+        Play {
+            name: name.into(),
+            hosts: "all".into(),
+            tasks,
+            ..Default::default()
+        }
+    }
+
+    fn node(tg: &TaskGraph, play: usize, task: usize, host: &str) -> NodeIndex {
+        tg.g.node_indices()
+            .find(|&n| {
+                tg.g[n]
+                    == NodeKind::Task {
+                        play,
+                        task,
+                        host: host.into(),
+                    }
+            })
+            .expect("node")
+    }
+
+    fn plan_all(book: &Playbook, hosts: &[&str]) -> Vec<PlanPlay> {
+        book.plays
+            .iter()
+            .map(|p| PlanPlay {
+                hosts: hosts.iter().map(|h| h.to_string()).collect(),
+                tasks: (0..p.tasks.len()).collect(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn linear_plays_chain_per_host_and_barrier_between_plays() {
+        let book = Playbook {
+            paths: vec![],
+            plays: vec![
+                play("one", vec![task("a", None, &[]), task("b", None, &[])]),
+                play("two", vec![task("c", None, &[])]),
+            ],
+        };
+        let tg = build(&book, &plan_all(&book, &["h1", "h2"]));
+        let path = |a, b| has_path_connecting(&tg.g, a, b, None);
+        // Per host order.
+        assert!(path(node(&tg, 0, 0, "h1"), node(&tg, 0, 1, "h1")));
+        // Hosts are independent inside a play.
+        assert!(!path(node(&tg, 0, 0, "h1"), node(&tg, 0, 1, "h2")));
+        assert!(!path(node(&tg, 0, 1, "h2"), node(&tg, 0, 0, "h1")));
+        // The next play waits for every host of the previous one.
+        assert!(path(node(&tg, 0, 1, "h2"), node(&tg, 1, 0, "h1")));
+        assert!(petgraph::algo::toposort(&tg.g, None).is_ok());
+    }
+
+    #[test]
+    fn needs_cross_hosts_and_plays_and_graph_strategy_drops_the_chain() {
+        let mut p2 = play("two", vec![task("x", None, &[]), task("y", None, &["a"])]);
+        p2.needs = vec![];
+        p2.strategy = Strategy::Graph;
+        let mut p1 = play("one", vec![task("a", Some("a"), &[])]);
+        p1.hosts = "old".into();
+        let book = Playbook {
+            paths: vec![],
+            plays: vec![p1, p2],
+        };
+        let plan = vec![
+            PlanPlay {
+                hosts: vec!["old".into()],
+                tasks: vec![0],
+            },
+            PlanPlay {
+                hosts: vec!["new".into()],
+                tasks: vec![0, 1],
+            },
+        ];
+        let tg = build(&book, &plan);
+        let path = |a, b| has_path_connecting(&tg.g, a, b, None);
+        let a = node(&tg, 0, 0, "old");
+        let (x, y) = (node(&tg, 1, 0, "new"), node(&tg, 1, 1, "new"));
+        assert!(path(a, y), "y needs a on every host a runs on");
+        assert!(
+            !path(x, y) && !path(y, x),
+            "graph strategy: x and y are independent"
+        );
+        // Play two has no implicit barrier... but no needs either means the
+        // barrier applies; here `needs: []` is empty, so it follows play one.
+        assert!(path(a, x));
+        let e = tg.g.find_edge(a, y).expect("needs edge");
+        assert_eq!(tg.g[e], EdgeKind::Need);
+    }
+
+    #[test]
+    fn play_needs_replaces_the_barrier() {
+        let p1 = play("one", vec![task("a", None, &[])]);
+        let mut p2 = play("two", vec![task("b", Some("b"), &[])]);
+        p2.id = Some("two".into());
+        let mut p3 = play("three", vec![task("c", None, &[])]);
+        p3.needs = vec![("two".into(), Origin::default())];
+        p3.needs_given = true;
+        let book = Playbook {
+            paths: vec![],
+            plays: vec![p1, p2, p3],
+        };
+        let tg = build(&book, &plan_all(&book, &["h"]));
+        let path = |a, b| has_path_connecting(&tg.g, a, b, None);
+        // three needs only two; two follows one by the default barrier, so
+        // three still comes after one through two.
+        assert!(path(node(&tg, 1, 0, "h"), node(&tg, 2, 0, "h")));
+        let mut p3b = book.plays[2].clone();
+        p3b.needs = vec![("b".into(), Origin::default())];
+        let mut p2b = book.plays[1].clone();
+        p2b.needs = vec![];
+        p2b.needs_given = true;
+        let book2 = Playbook {
+            paths: vec![],
+            plays: vec![book.plays[0].clone(), p2b, p3b],
+        };
+        let tg2 = build(&book2, &plan_all(&book2, &["h"]));
+        // Play two says `needs: []`: no barrier, it runs beside play one.
+        let one = tg2
+            .g
+            .node_indices()
+            .find(|&n| {
+                tg2.g[n]
+                    == NodeKind::Task {
+                        play: 0,
+                        task: 0,
+                        host: "h".into(),
+                    }
+            })
+            .unwrap();
+        let two = tg2
+            .g
+            .node_indices()
+            .find(|&n| {
+                tg2.g[n]
+                    == NodeKind::Task {
+                        play: 1,
+                        task: 0,
+                        host: "h".into(),
+                    }
+            })
+            .unwrap();
+        assert!(
+            !has_path_connecting(&tg2.g, one, two, None)
+                && !has_path_connecting(&tg2.g, two, one, None)
+        );
+    }
+
+    #[test]
+    fn run_once_is_one_node_on_every_host_chain() {
+        let mut once = task("once", None, &[]);
+        once.run_once = true;
+        let book = Playbook {
+            paths: vec![],
+            plays: vec![play(
+                "p",
+                vec![task("a", None, &[]), once, task("c", None, &[])],
+            )],
+        };
+        let tg = build(&book, &plan_all(&book, &["h1", "h2"]));
+        let onces: Vec<_> =
+            tg.g.node_indices()
+                .filter(|&n| matches!(&tg.g[n], NodeKind::Task { task: 1, .. }))
+                .collect();
+        assert_eq!(onces.len(), 1);
+        let path = |a, b| has_path_connecting(&tg.g, a, b, None);
+        assert!(path(node(&tg, 0, 0, "h2"), onces[0]) && path(onces[0], node(&tg, 0, 2, "h2")));
+    }
+
+    #[test]
+    fn cycles_are_named() {
+        let mut p = play(
+            "p",
+            vec![
+                task("first", Some("a"), &["b"]),
+                task("second", Some("b"), &["a"]),
+            ],
+        );
+        p.strategy = Strategy::Graph;
+        let book = Playbook {
+            paths: vec![],
+            plays: vec![p],
+        };
+        let e = check_cycles(&book).unwrap_err().to_string();
+        assert!(
+            e.contains("cycle") && e.contains("'first'") && e.contains("'second'"),
+            "{e}"
+        );
+        // A forward `needs` in a linear play is a cycle too.
+        let p = play(
+            "p",
+            vec![task("first", None, &["b"]), task("second", Some("b"), &[])],
+        );
+        let book = Playbook {
+            paths: vec![],
+            plays: vec![p],
+        };
+        assert!(check_cycles(&book).is_err());
+    }
 }

@@ -284,7 +284,10 @@ impl Loader<'_> {
                 "become_user" => play.become_user = Some(scalar(v, src, "become_user")?),
                 "tags" => play.tags = tags(v, src)?,
                 "id" => play.id = Some(identifier(v, src, "id")?),
-                "needs" => play.needs = needs(v, src)?,
+                "needs" => {
+                    play.needs = needs(v, src)?;
+                    play.needs_given = true;
+                }
                 "strategy" => {
                     play.strategy = match scalar(v, src, "strategy")?.as_str() {
                         "linear" => Strategy::Linear,

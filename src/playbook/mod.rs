@@ -62,6 +62,9 @@ pub struct Play {
     pub tags: Vec<String>,
     pub id: Option<String>,
     pub needs: Vec<(String, Origin)>,
+    /// The play says what it `needs` (even `needs: []`): no implicit
+    /// barrier after the previous play.
+    pub needs_given: bool,
     pub strategy: Strategy,
     pub any_errors_fatal: bool,
     pub origin: Origin,
