@@ -182,8 +182,14 @@ fn stat_path(path: &Path) -> io::Result<Option<FileStat>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    // Only regular files are hashed (a FIFO would block); an unreadable one
+    // still exists, without a checksum.
     let sha256 = if meta.is_file() {
-        Some(sha256_file(path)?)
+        match sha256_file(path) {
+            Ok(sum) => Some(sum),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => None,
+            Err(e) => return Err(e),
+        }
     } else {
         None
     };

@@ -183,22 +183,48 @@ fn host_path(path: &str, chdir: Option<&str>) -> String {
     }
 }
 
-async fn check(ctx: &Context, c: &Common) -> Result<Plan, ConnError> {
+/// Whether a path exists on the host, asked with `[ -e ]` as the task's
+/// become user (a stat would also checksum the file).
+async fn exists(ctx: &Context, path: &str) -> Result<Result<bool, Outcome>, ConnError> {
+    let out = ctx
+        .conn
+        .exec(&connection::Command {
+            cmd: format!("[ -e {} ]", quote(path)),
+            stdin: None,
+            timeout: ctx.timeout,
+            become_user: ctx.become_user.clone(),
+        })
+        .await?;
+    Ok(match out.rc {
+        0 => Ok(true),
+        1 => Ok(false),
+        rc => Err(Outcome::failed(format!(
+            "cannot tell whether {path} exists (rc {rc}): {}",
+            out.stderr_str().trim_end()
+        ))),
+    })
+}
+
+async fn check(ctx: &Context, c: &Common) -> Result<Result<Plan, Outcome>, ConnError> {
     if let Some(creates) = &c.creates {
-        let path = host_path(creates, c.chdir.as_deref());
-        if ctx.conn.stat(&path).await?.is_some() {
-            return Ok(Plan::Skip(format!("skipped, since {creates} exists")));
+        match exists(ctx, &host_path(creates, c.chdir.as_deref())).await? {
+            Ok(true) => return Ok(Ok(Plan::Skip(format!("skipped, since {creates} exists")))),
+            Ok(false) => {}
+            Err(failed) => return Ok(Err(failed)),
         }
     }
     if let Some(removes) = &c.removes {
-        let path = host_path(removes, c.chdir.as_deref());
-        if ctx.conn.stat(&path).await?.is_none() {
-            return Ok(Plan::Skip(format!(
-                "skipped, since {removes} does not exist"
-            )));
+        match exists(ctx, &host_path(removes, c.chdir.as_deref())).await? {
+            Ok(false) => {
+                return Ok(Ok(Plan::Skip(format!(
+                    "skipped, since {removes} does not exist"
+                ))))
+            }
+            Ok(true) => {}
+            Err(failed) => return Ok(Err(failed)),
         }
     }
-    Ok(Plan::Run)
+    Ok(Ok(Plan::Run))
 }
 
 /// Output as Ansible registers it: trailing newlines stripped.
@@ -229,8 +255,10 @@ pub(super) async fn execute(
     line: String,
     shown: Value,
 ) -> Result<Outcome, ConnError> {
-    if let Plan::Skip(msg) = check(ctx, c).await? {
-        return Ok(with_output(Outcome::ok().msg(msg), 0, "", "", shown));
+    match check(ctx, c).await? {
+        Ok(Plan::Skip(msg)) => return Ok(with_output(Outcome::ok().msg(msg), 0, "", "", shown)),
+        Ok(Plan::Run) => {}
+        Err(failed) => return Ok(failed),
     }
     if ctx.check {
         return Ok(Outcome::changed().msg("would run").with("cmd", shown));
@@ -358,6 +386,25 @@ mod tests {
                 !o.changed && o.msg.as_deref() == Some("skipped, since done does not exist"),
                 "{o:?}"
             );
+        });
+    }
+
+    #[test]
+    fn creates_path_is_quoted() {
+        rt().block_on(async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let c = ctx(dir.path());
+            let odd = p(dir.path(), "it's $(here) *");
+            std::fs::write(&odd, "").expect("write");
+            let o = run(&c, "command", json!({"cmd": "false", "creates": odd})).await;
+            assert!(!o.changed && !o.failed, "{o:?}");
+            let o = run(
+                &c,
+                "command",
+                json!({"cmd": "true", "removes": p(dir.path(), "it's $(gone)")}),
+            )
+            .await;
+            assert!(!o.changed && !o.failed, "{o:?}");
         });
     }
 
