@@ -248,7 +248,7 @@ pub(super) async fn resolve_dest(
     dest: &str,
     src_name: Option<&str>,
 ) -> Result<Result<String, Outcome>, ConnError> {
-    let is_dir = dest.ends_with('/') || ctx.conn.stat(dest).await?.is_some_and(|s| s.is_dir);
+    let is_dir = dest.ends_with('/') || host_stat(ctx, dest).await?.is_some_and(|s| s.is_dir);
     if !is_dir {
         return Ok(Ok(dest.to_string()));
     }
@@ -258,6 +258,135 @@ pub(super) async fn resolve_dest(
             "{module}: dest '{dest}' is a directory; give the path of a file"
         ))),
     })
+}
+
+// Files on the host as the task's user. The connection's `stat`,
+// `read_file` and `write_file` take no become user, so with become they are
+// done by shell commands run through `exec` as that user.
+
+async fn become_script(
+    ctx: &Context,
+    script: String,
+    stdin: Option<Vec<u8>>,
+) -> Result<connection::ExecOutput, ConnError> {
+    ctx.conn
+        .exec(&connection::Command {
+            cmd: script,
+            stdin,
+            timeout: ctx.timeout,
+            become_user: ctx.become_user.clone(),
+        })
+        .await
+}
+
+fn script_failed(what: &str, path: &str, out: &connection::ExecOutput) -> ConnError {
+    ConnError::Io(format!(
+        "cannot {what} {path} (rc {}): {}",
+        out.rc,
+        out.stderr_str().trim_end()
+    ))
+}
+
+/// Parses `file|dir|other MODE UID GID SIZE USER GROUP` and a checksum line.
+fn parse_become_stat(text: &str) -> Option<FileStat> {
+    let mut lines = text.lines();
+    let mut f = lines.next()?.split_whitespace();
+    let kind = f.next()?;
+    let mode = u32::from_str_radix(f.next()?, 8).ok()?;
+    let uid = f.next()?.parse().ok()?;
+    let gid = f.next()?.parse().ok()?;
+    let size = f.next()?.parse().ok()?;
+    let name = |n: Option<&str>| n.filter(|n| *n != "UNKNOWN").map(str::to_string);
+    let owner = name(f.next());
+    let group = name(f.next());
+    let sum = lines.next().unwrap_or("-").trim();
+    Some(FileStat {
+        is_dir: kind == "dir",
+        size,
+        mode: mode & 0o7777,
+        uid,
+        gid,
+        owner,
+        group,
+        sha256: (sum.len() == 64 && kind == "file").then(|| sum.to_string()),
+    })
+}
+
+async fn host_stat(ctx: &Context, path: &str) -> Result<Option<FileStat>, ConnError> {
+    if ctx.become_user.is_none() {
+        return ctx.conn.stat(path).await;
+    }
+    let script = format!(
+        "p={}\n\
+         [ -e \"$p\" ] || {{ echo missing; exit 0; }}\n\
+         if [ -d \"$p\" ]; then t=dir; elif [ -f \"$p\" ]; then t=file; else t=other; fi\n\
+         printf '%s ' \"$t\"\n\
+         stat -L -c '%a %u %g %s %U %G' -- \"$p\" || exit 1\n\
+         if [ \"$t\" = file ] && [ -r \"$p\" ]; then sha256sum < \"$p\" | cut -d' ' -f1; else echo -; fi",
+        quote(path)
+    );
+    let out = become_script(ctx, script, None).await?;
+    let text = out.stdout_str();
+    if out.rc != 0 {
+        return Err(script_failed("stat", path, &out));
+    }
+    if text.trim() == "missing" {
+        return Ok(None);
+    }
+    parse_become_stat(&text)
+        .map(Some)
+        .ok_or_else(|| ConnError::Io(format!("cannot stat {path}: unexpected output {text:?}")))
+}
+
+async fn host_read(ctx: &Context, path: &str) -> Result<Option<Vec<u8>>, ConnError> {
+    if ctx.become_user.is_none() {
+        return ctx.conn.read_file(path).await;
+    }
+    let q = quote(path);
+    let out = become_script(ctx, format!("[ -e {q} ] || exit 3\ncat -- {q}"), None).await?;
+    match out.rc {
+        0 => Ok(Some(out.stdout)),
+        3 => Ok(None),
+        _ => Err(script_failed("read", path, &out)),
+    }
+}
+
+/// Atomic as `write_file`: a temp file beside `path` (mktemp: 0600), the
+/// old file's owner and mode (or the wanted mode), then `mv`.
+async fn host_write(
+    ctx: &Context,
+    path: &str,
+    data: &[u8],
+    mode: Option<u32>,
+) -> Result<(), ConnError> {
+    if ctx.become_user.is_none() {
+        return ctx.conn.write_file(path, data, mode).await;
+    }
+    let chmod = match mode {
+        Some(m) => format!("chmod {m:04o} -- \"$t\"\n"),
+        None => String::new(),
+    };
+    let script = format!(
+        "set -e\n\
+         p={}\n\
+         t=$(mktemp \"$(dirname -- \"$p\")/.mailrun.XXXXXX\")\n\
+         trap 'rm -f -- \"$t\"' EXIT\n\
+         cat > \"$t\"\n\
+         if [ -e \"$p\" ]; then\n\
+         chown \"$(stat -L -c %u:%g -- \"$p\")\" -- \"$t\" 2>/dev/null || true\n\
+         chmod \"$(stat -L -c %a -- \"$p\")\" -- \"$t\"\n\
+         else\n\
+         chmod \"$(printf '%o' $((0666 & ~0$(umask))))\" -- \"$t\"\n\
+         fi\n\
+         {chmod}mv -f -- \"$t\" \"$p\"\n\
+         trap - EXIT",
+        quote(path)
+    );
+    let out = become_script(ctx, script, Some(data.to_vec())).await?;
+    if out.rc != 0 {
+        return Err(script_failed("write", path, &out));
+    }
+    Ok(())
 }
 
 /// What the check step found to do.
@@ -290,7 +419,7 @@ async fn check(
     data: &[u8],
     o: &InstallOpts,
 ) -> Result<Result<Plan, Outcome>, ConnError> {
-    let before = ctx.conn.stat(&o.dest).await?;
+    let before = host_stat(ctx, &o.dest).await?;
     if before.as_ref().is_some_and(|b| b.is_dir) {
         return Ok(Err(Outcome::failed(format!(
             "dest '{}' is a directory",
@@ -335,7 +464,7 @@ fn as_text(data: &[u8]) -> Option<&str> {
 
 async fn diff(ctx: &Context, data: &[u8], o: &InstallOpts, plan: &Plan) -> Result<Diff, ConnError> {
     let old = match plan.before {
-        Some(_) => ctx.conn.read_file(&o.dest).await?.unwrap_or_default(),
+        Some(_) => host_read(ctx, &o.dest).await?.unwrap_or_default(),
         None => Vec::new(),
     };
     Ok(match (as_text(&old), as_text(data)) {
@@ -422,7 +551,7 @@ async fn run_validate(
         dir.trim_end_matches('/'),
         std::process::id()
     );
-    ctx.conn.write_file(&tmp, data, Some(0o600)).await?;
+    host_write(ctx, &tmp, data, Some(0o600)).await?;
     let line = cmd.replace("%s", &quote(&tmp));
     let out = host_exec(ctx, line).await;
     let cleanup = host_exec(ctx, format!("rm -f -- {}", quote(&tmp))).await;
@@ -486,7 +615,7 @@ async fn apply(
             }
             out = out.with("backup_file", backup);
         }
-        ctx.conn.write_file(&o.dest, data, plan.chmod).await?;
+        host_write(ctx, &o.dest, data, plan.chmod).await?;
     } else if let Some(m) = plan.chmod {
         let r = host_exec(ctx, format!("chmod {m:04o} -- {q}")).await?;
         if r.rc != 0 {
@@ -505,7 +634,7 @@ async fn apply(
             return Ok(failed_exec("chgrp failed", &r));
         }
     }
-    if let Some(st) = ctx.conn.stat(&o.dest).await? {
+    if let Some(st) = host_stat(ctx, &o.dest).await? {
         out = out.with("mode", format!("{:04o}", st.mode));
         if let Some(owner) = st.owner {
             out = out.with("owner", owner);
@@ -702,6 +831,62 @@ mod tests {
                 .filter(|n| n.starts_with('.'))
                 .collect();
             assert!(names.is_empty(), "{names:?}");
+        });
+    }
+
+    /// With become the file work goes through shell commands run as that
+    /// user; here the become user is ourselves, so no sudo is needed.
+    #[test]
+    fn become_path_behaves_the_same() {
+        rt().block_on(async {
+            use std::os::unix::fs::MetadataExt;
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut c = ctx(dir.path());
+            let uid = fs::metadata(dir.path()).expect("meta").uid();
+            c.become_user = Some(uid.to_string());
+            c.diff = true;
+            let dest = p(dir.path(), "it's a file");
+            let args = json!({"content": "one\n", "dest": dest, "mode": "0640"});
+            let o = run(&c, "file_copy", args.clone()).await;
+            assert!(o.changed && !o.failed, "{o:?}");
+            assert_eq!(fs::read_to_string(&dest).ok().as_deref(), Some("one\n"));
+            assert_eq!(mode_of(&dest), 0o640);
+            assert_eq!(o.data["mode"], "0640");
+            let o = run(&c, "file_copy", args).await;
+            assert!(!o.changed && !o.failed, "{o:?}");
+            // New content keeps the old mode; diff and backup work.
+            let o = run(
+                &c,
+                "file_copy",
+                json!({"content": "two\n", "dest": dest, "backup": true}),
+            )
+            .await;
+            assert!(o.changed, "{o:?}");
+            assert_eq!(o.diff.as_ref().map(|d| d.before.as_str()), Some("one\n"));
+            assert_eq!(mode_of(&dest), 0o640);
+            let backup = o.data["backup_file"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert_eq!(fs::read_to_string(&backup).ok().as_deref(), Some("one\n"));
+            fs::remove_file(&backup).expect("rm backup");
+            let o = run(
+                &c,
+                "file_copy",
+                json!({"content": "bad", "dest": dest, "validate": "grep -q good %s"}),
+            )
+            .await;
+            assert!(o.failed, "{o:?}");
+            assert_eq!(fs::read_to_string(&dest).ok().as_deref(), Some("two\n"));
+            assert_eq!(fs::read_dir(dir.path()).expect("readdir").count(), 1);
+            // A new file without a mode gets 0666 minus umask, like write_file.
+            let fresh = p(dir.path(), "fresh");
+            let o = run(&c, "file_copy", json!({"content": "x", "dest": fresh})).await;
+            assert!(o.changed && !o.failed, "{o:?}");
+            let plain = p(dir.path(), "plain");
+            c.become_user = None;
+            run(&c, "file_copy", json!({"content": "x", "dest": plain})).await;
+            assert_eq!(mode_of(&fresh), mode_of(&plain));
         });
     }
 
