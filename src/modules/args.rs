@@ -762,6 +762,49 @@ mod tests {
         );
     }
 
+    #[test]
+    fn kv_never_panics() {
+        let inputs = [
+            "\\",
+            "'",
+            "\"",
+            "{{",
+            "}}",
+            "{{ '",
+            "a={{",
+            "a=}}",
+            "=",
+            "==",
+            "a==b",
+            "é=1",
+            "a=é",
+            "k=\"\\",
+            "k='",
+            "{{ a }} {{",
+            "\u{0}=x",
+            "a=\"b\\\"",
+            " \t\n ",
+            "x=1 \\",
+        ];
+        for s in inputs {
+            let _ = parse_kv(s, None);
+            let _ = parse_kv(s, Some("cmd"));
+            let _ = crate::quote::split(s);
+        }
+    }
+
+    #[test]
+    fn kv_for_a_module_doc() {
+        let shell = crate::modules::get("shell").expect("shell").doc();
+        let m = parse_kv_for(&shell, "echo a=b chdir=/tmp").expect("kv");
+        assert_eq!(
+            Value::Object(m),
+            json!({"cmd": "echo a=b", "chdir": "/tmp"})
+        );
+        let m = parse_kv_for(&doc(), "dest=/x backup=yes").expect("kv");
+        assert_eq!(Value::Object(m), json!({"dest": "/x", "backup": "yes"}));
+    }
+
     fn doc() -> ModuleDoc {
         let arg = |name, kind, required| ArgSpec {
             name,
