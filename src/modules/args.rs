@@ -469,11 +469,18 @@ fn missing_arg(module: &str, arg: &str) -> ArgError {
 /// Checks arguments against the module's doc: unknown names (with "did you
 /// mean"), missing required ones, and the kind of every value that is not a
 /// template (a string holding `{{` is rendered later and checked then).
-/// A `null` value counts as absent.
+/// A `null` value counts as absent. An argument spec named `*` (as
+/// `set_fact`'s) takes any other name, with its kind.
 pub fn validate(doc: &ModuleDoc, args: &Map<String, Value>) -> Result<(), ArgError> {
-    let names: Vec<&str> = doc.args.iter().map(|a| a.name).collect();
+    let names: Vec<&str> = doc
+        .args
+        .iter()
+        .map(|a| a.name)
+        .filter(|n| *n != "*")
+        .collect();
+    let wildcard = doc.args.iter().find(|a| a.name == "*");
     for (k, v) in args {
-        let Some(spec) = doc.args.iter().find(|a| a.name == k) else {
+        let Some(spec) = doc.args.iter().find(|a| a.name == k).or(wildcard) else {
             return Err(unknown_arg(doc.name, k, &names));
         };
         if v.is_null() {
@@ -491,11 +498,9 @@ pub fn validate(doc: &ModuleDoc, args: &Map<String, Value>) -> Result<(), ArgErr
             });
         }
     }
-    if let Some(spec) = doc
-        .args
-        .iter()
-        .find(|a: &&ArgSpec| a.required && args.get(a.name).is_none_or(Value::is_null))
-    {
+    if let Some(spec) = doc.args.iter().find(|a: &&ArgSpec| {
+        a.required && a.name != "*" && args.get(a.name).is_none_or(Value::is_null)
+    }) {
         return Err(missing_arg(doc.name, spec.name));
     }
     Ok(())
@@ -915,6 +920,22 @@ mod tests {
         assert_eq!(sym("g=u", 0o640, false), 0o660);
         assert_eq!(sym("+t", 0o755, true), 0o1755);
         assert_eq!(Mode::Bits(0o600).resolve(0o777, false), 0o600);
+    }
+
+    #[test]
+    fn validate_wildcard() {
+        let mut d = doc();
+        d.args.push(ArgSpec {
+            name: "*",
+            kind: "any",
+            required: false,
+            default: None,
+            description: "",
+        });
+        let args = json!({"dest": "/x", "anything": [1], "else": {"a": 1}});
+        assert_eq!(validate(&d, args.as_object().expect("map")), Ok(()));
+        let args = json!({"backup": "maybe", "dest": "/x"});
+        assert!(validate(&d, args.as_object().expect("map")).is_err());
     }
 
     #[derive(Debug, serde::Deserialize)]
