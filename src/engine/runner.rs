@@ -329,6 +329,7 @@ impl Shared {
             }
             all_skipped = false;
             let r = self.run_item(play, task, host, &vars, check).await;
+            self.set_facts(play_idx, task, host, &r.outcome);
             any_changed |= r.outcome.changed;
             any_failed |= r.outcome.failed;
             last_ignored = r.ignored;
@@ -353,7 +354,7 @@ impl Shared {
                     host,
                     label,
                     status,
-                    r.outcome.msg.clone().filter(|_| status == Status::Failed),
+                    r.outcome.msg.clone(),
                     stderr.filter(|_| status == Status::Failed),
                     shown,
                     r.ignored,
@@ -452,12 +453,7 @@ impl Shared {
         if register {
             self.register(play_idx, task, host, r.result.clone());
         }
-        let msg = r.outcome.msg.clone().filter(|_| {
-            matches!(
-                status,
-                Status::Failed | Status::Unreachable | Status::Skipped
-            ) || r.outcome.skipped
-        });
+        let msg = r.outcome.msg.clone();
         let stderr = r
             .outcome
             .data
@@ -477,6 +473,27 @@ impl Shared {
             blocking: r.unreachable || (r.outcome.failed && !r.ignored),
             ignored: r.ignored && r.outcome.failed,
             changed: r.outcome.changed,
+        }
+    }
+
+    /// `set_fact`'s variables (`ansible_facts` in a result) stay with the
+    /// host for the rest of the run.
+    fn set_facts(&self, play_idx: usize, task: &Task, host: &str, o: &Outcome) {
+        let Some(Value::Object(facts)) = o.data.get("ansible_facts") else {
+            return;
+        };
+        let Ok(mut reg) = self.registered.lock() else {
+            return;
+        };
+        let hosts: Vec<String> = if task.run_once {
+            self.play_hosts[play_idx].clone()
+        } else {
+            vec![host.to_string()]
+        };
+        for h in hosts {
+            reg.entry(h)
+                .or_default()
+                .extend(facts.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
     }
 
