@@ -268,18 +268,7 @@ async fn playbooks(a: PlaybookArgs) -> Result<i32> {
         print!("{}", engine::graph::to_dot(&book, &tg));
         return Ok(exit::OK);
     }
-    let prompter = Arc::new(TerminalPrompter::new(a.common.yes));
-    let interrupt = watch_interrupts();
-    Ok(engine::run(
-        Arc::new(book),
-        &inv,
-        plan,
-        opts,
-        reporter(&a.common),
-        prompter,
-        interrupt,
-    )
-    .await)
+    Ok(execute(book, &inv, plan, opts, &a.common).await)
 }
 
 fn print_lists(book: &Playbook, plan: &engine::Plan, a: &PlaybookArgs) {
@@ -383,16 +372,28 @@ async fn adhoc(a: AdhocArgs) -> Result<i32> {
     let inv = Inventory::load(&default_inventory(&a.common.inventory))?;
     let opts = run_options(&a.common, extra);
     let plan = engine::plan(&book, &inv, &opts)?;
-    let prompter = Arc::new(TerminalPrompter::new(a.common.yes));
+    Ok(execute(book, &inv, plan, opts, &a.common).await)
+}
+
+/// Runs a planned playbook with the reporter, prompter and Ctrl-C handling
+/// the options ask for.
+async fn execute(
+    book: Playbook,
+    inv: &Inventory,
+    plan: engine::Plan,
+    opts: RunOptions,
+    c: &CommonArgs,
+) -> i32 {
+    let prompter = Arc::new(TerminalPrompter::new(c.yes));
     let interrupt = watch_interrupts();
-    Ok(engine::run(
+    engine::run(
         Arc::new(book),
-        &inv,
+        inv,
         plan,
         opts,
-        reporter(&a.common),
+        reporter(c),
         prompter,
         interrupt,
     )
-    .await)
+    .await
 }

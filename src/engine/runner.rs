@@ -479,39 +479,34 @@ impl Shared {
     /// `set_fact`'s variables (`ansible_facts` in a result) stay with the
     /// host for the rest of the run.
     fn set_facts(&self, play_idx: usize, task: &Task, host: &str, o: &Outcome) {
-        let Some(Value::Object(facts)) = o.data.get("ansible_facts") else {
-            return;
-        };
-        let Ok(mut reg) = self.registered.lock() else {
-            return;
-        };
-        let hosts: Vec<String> = if task.run_once {
-            self.play_hosts[play_idx].clone()
-        } else {
-            vec![host.to_string()]
-        };
-        for h in hosts {
-            reg.entry(h)
-                .or_default()
-                .extend(facts.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(Value::Object(facts)) = o.data.get("ansible_facts") {
+            self.store(play_idx, task, host, facts.clone());
         }
     }
 
     fn register(&self, play_idx: usize, task: &Task, host: &str, result: Value) {
-        let Some(name) = &task.register else { return };
+        if let Some(name) = &task.register {
+            self.store(
+                play_idx,
+                task,
+                host,
+                Map::from_iter([(name.clone(), result)]),
+            );
+        }
+    }
+
+    /// Keeps variables for the host (every host of the play for `run_once`).
+    fn store(&self, play_idx: usize, task: &Task, host: &str, vars: Map<String, Value>) {
         let Ok(mut reg) = self.registered.lock() else {
             return;
         };
-        // A run_once task's result is every host's result.
         let hosts: Vec<String> = if task.run_once {
             self.play_hosts[play_idx].clone()
         } else {
             vec![host.to_string()]
         };
         for h in hosts {
-            reg.entry(h)
-                .or_default()
-                .insert(name.clone(), result.clone());
+            reg.entry(h).or_default().extend(vars.clone());
         }
     }
 
