@@ -670,3 +670,36 @@ fn ctrl_c_stops_new_tasks_prints_the_recap_and_exits_99() {
         "{stdout}"
     );
 }
+
+#[test]
+fn blocks_pass_when_tags_and_vars_to_their_tasks() {
+    let p = Project::new();
+    p.file(
+        "b.yml",
+        r#"
+- hosts: localhost
+  tasks:
+    - name: group
+      when: run_it == 'yes'
+      vars:
+        word: inside
+      tags: [grp]
+      block:
+        - name: in block
+          shell: echo {{ word }} > {{ root }}/block
+        - name: nested
+          block:
+            - name: deep
+              shell: touch {{ root }}/deep
+    - name: skipped group
+      when: run_it == 'no'
+      block:
+        - name: never
+          shell: touch {{ root }}/never
+"#,
+    );
+    let r = p.play("b.yml", &["-e", "run_it=yes", "-t", "grp"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p.read("block").unwrap(), "inside\n");
+    assert!(p.exists("deep") && !p.exists("never"));
+}

@@ -381,6 +381,10 @@ impl Loader<'_> {
                     ),
                 ));
             };
+            if let Some((_, v)) = map.iter().find(|(k, _)| k.key_string() == "block") {
+                self.block(item, v, src, inherit, handlers, &mut out)?;
+                continue;
+            }
             if let Some((k, v)) = map
                 .iter()
                 .find(|(k, _)| INCLUDE_KEYS.contains(&k.key_string().as_str()))
@@ -456,6 +460,67 @@ impl Loader<'_> {
         let tasks = self.tasks(&root, &isrc, &inner, handlers)?;
         self.stack.pop();
         out.extend(tasks);
+        Ok(())
+    }
+
+    /// `block:` groups tasks that share `when`, `tags`, `vars`, `become`,
+    /// `ignore_errors` and `no_log`; they are flattened in place. `rescue` and
+    /// `always` are not supported (yet): refused with their position.
+    fn block(
+        &mut self,
+        item: &Node,
+        body: &Node,
+        src: &Src,
+        inherit: &Inherit,
+        handlers: bool,
+        out: &mut Vec<Task>,
+    ) -> Result<(), Error> {
+        const BLOCK_KEYS: &[&str] = &[
+            "block",
+            "name",
+            "when",
+            "tags",
+            "vars",
+            "become",
+            "become_user",
+            "ignore_errors",
+            "no_log",
+        ];
+        let mut inner = inherit.clone();
+        for (k, v) in item.as_map().unwrap_or_default() {
+            let key = k.key_string();
+            match key.as_str() {
+                "block" | "name" => {}
+                "when" => match cond(v, src)? {
+                    Cond::All(mut exprs) => inner.when.append(&mut exprs),
+                    Cond::Const(true) => {}
+                    Cond::Const(false) => return Ok(()),
+                },
+                "tags" => inner.tags.extend(tags(v, src)?),
+                "vars" => inner.vars.extend(mapping(v, src, "vars")?),
+                "become" => inner.become_ = Some(boolean(v, src, "become")?),
+                "become_user" => inner.become_user = Some(scalar(v, src, "become_user")?),
+                "ignore_errors" => inner.ignore_errors |= boolean(v, src, "ignore_errors")?,
+                "no_log" => inner.no_log |= boolean(v, src, "no_log")?,
+                "rescue" | "always" => {
+                    return Err(src.err(
+                        k.pos,
+                        format!("'{key}' is not supported yet: use ignore_errors, or a `when:` on a registered result"),
+                    ))
+                }
+                _ => {
+                    let help = did_you_mean(&key, BLOCK_KEYS);
+                    return Err(src.err_help(k.pos, format!("unknown block key '{key}'"), help));
+                }
+            }
+        }
+        if body.as_seq().is_none() {
+            return Err(src.err(
+                body.pos,
+                format!("block takes a list of tasks, found {}", body.kind()),
+            ));
+        }
+        out.extend(self.tasks(body, src, &inner, handlers)?);
         Ok(())
     }
 
@@ -565,12 +630,10 @@ impl Loader<'_> {
                     }
                     module = Some((k, v));
                 }
-                "block" | "rescue" | "always" => {
+                "rescue" | "always" => {
                     return Err(src.err(
                         k.pos,
-                        format!(
-                            "'{key}' blocks are not supported; use include_tasks and ignore_errors"
-                        ),
+                        format!("'{key}' belongs to a block (`block:` with its tasks)"),
                     ));
                 }
                 _ => {
@@ -661,6 +724,10 @@ struct Inherit {
     when: Vec<expr::Expr>,
     tags: Vec<String>,
     vars: Map<String, Value>,
+    become_: Option<bool>,
+    become_user: Option<String>,
+    ignore_errors: bool,
+    no_log: bool,
 }
 
 impl Inherit {
@@ -685,6 +752,14 @@ impl Inherit {
         for (k, v) in &self.vars {
             t.vars.entry(k.clone()).or_insert_with(|| v.clone());
         }
+        if t.become_.is_none() {
+            t.become_ = self.become_;
+        }
+        if t.become_user.is_none() {
+            t.become_user.clone_from(&self.become_user);
+        }
+        t.ignore_errors |= self.ignore_errors;
+        t.no_log |= self.no_log;
     }
 }
 
