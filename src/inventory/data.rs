@@ -1,0 +1,279 @@
+//! The host and group graph, built the way ansible-core's `InventoryData`
+//! builds it (insertion order, implicit `all`/`ungrouped`, depth).
+
+use indexmap::IndexMap;
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Group {
+    pub(crate) vars: Map<String, Value>,
+    /// Direct hosts, in the order they were added.
+    pub(crate) hosts: Vec<String>,
+    pub(crate) children: Vec<String>,
+    pub(crate) parents: Vec<String>,
+    pub(crate) priority: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Host {
+    pub(crate) vars: Map<String, Value>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Data {
+    pub(crate) groups: IndexMap<String, Group>,
+    pub(crate) hosts: IndexMap<String, Host>,
+}
+
+impl Default for Data {
+    fn default() -> Self {
+        let mut d = Data {
+            groups: IndexMap::new(),
+            hosts: IndexMap::new(),
+        };
+        d.add_group("all");
+        d.add_group("ungrouped");
+        // Both exist: cannot fail.
+        let _ = d.add_child("all", "ungrouped");
+        d
+    }
+}
+
+impl Data {
+    pub(crate) fn add_group(&mut self, name: &str) {
+        if !self.groups.contains_key(name) {
+            self.groups.insert(
+                name.to_string(),
+                Group {
+                    priority: 1,
+                    ..Group::default()
+                },
+            );
+        }
+    }
+
+    /// Adds the host (a port only counts when the host is new, as in
+    /// Ansible) and puts it in `group`.
+    pub(crate) fn add_host(&mut self, name: &str, group: Option<&str>, port: Option<u64>) {
+        if !self.hosts.contains_key(name) {
+            let mut h = Host::default();
+            if let Some(p) = port.filter(|p| *p != 0) {
+                h.vars.insert("ansible_port".into(), Value::from(p));
+            }
+            self.hosts.insert(name.to_string(), h);
+        }
+        if let Some(g) = group.and_then(|g| self.groups.get_mut(g)) {
+            if !g.hosts.iter().any(|h| h == name) {
+                g.hosts.push(name.to_string());
+            }
+        }
+    }
+
+    pub(crate) fn ancestors(&self, group: &str) -> Vec<String> {
+        let mut seen: Vec<String> = Vec::new();
+        let mut todo: Vec<String> = self
+            .groups
+            .get(group)
+            .map(|g| g.parents.clone())
+            .unwrap_or_default();
+        while let Some(g) = todo.pop() {
+            if seen.contains(&g) {
+                continue;
+            }
+            if let Some(gr) = self.groups.get(&g) {
+                todo.extend(gr.parents.iter().cloned());
+            }
+            seen.push(g);
+        }
+        seen
+    }
+
+    /// Makes `child` (a group, else a host) a member of `group`.
+    pub(crate) fn add_child(&mut self, group: &str, child: &str) -> Result<(), String> {
+        if !self.groups.contains_key(group) {
+            return Err(format!("{group} is not a known group"));
+        }
+        if self.groups.contains_key(child) {
+            if group == child {
+                return Err(format!("can't add group '{group}' to itself"));
+            }
+            if self.groups[group].children.iter().any(|c| c == child) {
+                return Ok(());
+            }
+            if self.ancestors(group).iter().any(|a| a == child) {
+                return Err(format!(
+                    "Adding group '{child}' as child to '{group}' creates a recursive dependency loop."
+                ));
+            }
+            if let Some(g) = self.groups.get_mut(group) {
+                g.children.push(child.to_string());
+            }
+            if let Some(c) = self.groups.get_mut(child) {
+                if !c.parents.iter().any(|p| p == group) {
+                    c.parents.push(group.to_string());
+                }
+            }
+            Ok(())
+        } else if self.hosts.contains_key(child) {
+            self.add_host(child, Some(group), None);
+            Ok(())
+        } else {
+            Err(format!("{child} is not a known host nor group"))
+        }
+    }
+
+    /// `ansible_group_priority` sets the priority instead of a variable.
+    pub(crate) fn set_group_var(
+        &mut self,
+        group: &str,
+        key: &str,
+        value: Value,
+    ) -> Result<(), String> {
+        let Some(g) = self.groups.get_mut(group) else {
+            return Ok(());
+        };
+        if key == "ansible_group_priority" {
+            g.priority = match &value {
+                Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+                Value::String(s) => s.trim().parse().ok(),
+                Value::Bool(b) => Some(i64::from(*b)),
+                _ => None,
+            }
+            .ok_or_else(|| format!("ansible_group_priority must be an integer, got {value}"))?;
+        } else {
+            g.vars.insert(key.to_string(), value);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn set_host_var(&mut self, host: &str, key: &str, value: Value) {
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.vars.insert(key.to_string(), value);
+        }
+    }
+
+    /// `reconcile_inventory`: top-level groups join `all`, hosts without a
+    /// group join `ungrouped`, grouped hosts leave it.
+    pub(crate) fn reconcile(&mut self) {
+        let names: Vec<String> = self.groups.keys().cloned().collect();
+        for g in &names {
+            if g != "all" && self.groups[g].parents.is_empty() {
+                let _ = self.add_child("all", g);
+            }
+        }
+        let hosts: Vec<String> = self.hosts.keys().cloned().collect();
+        for h in &hosts {
+            let groups = self.host_groups(h);
+            let in_ungrouped = groups.iter().any(|g| g == "ungrouped");
+            let others = groups.iter().any(|g| g != "all" && g != "ungrouped");
+            if in_ungrouped {
+                if others {
+                    if let Some(u) = self.groups.get_mut("ungrouped") {
+                        u.hosts.retain(|x| x != h);
+                    }
+                }
+            } else if !others {
+                self.add_host(h, Some("ungrouped"), None);
+            }
+        }
+    }
+
+    /// Every group the host is in, directly or through a child group
+    /// (`all` included when reachable), in no particular order.
+    pub(crate) fn host_groups(&self, host: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (name, g) in &self.groups {
+            if g.hosts.iter().any(|h| h == host) {
+                if !out.contains(name) {
+                    out.push(name.clone());
+                }
+                for a in self.ancestors(name) {
+                    if !out.contains(&a) {
+                        out.push(a);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Depth: the longest path from `all` (Ansible's `group.depth`).
+    pub(crate) fn depth(&self, group: &str) -> usize {
+        fn walk(d: &Data, g: &str, seen: &mut Vec<String>) -> usize {
+            if seen.iter().any(|s| s == g) {
+                return 0;
+            }
+            seen.push(g.to_string());
+            let best = d
+                .groups
+                .get(g)
+                .map(|gr| {
+                    gr.parents
+                        .iter()
+                        .map(|p| walk(d, p, seen) + 1)
+                        .max()
+                        .unwrap_or(0)
+                })
+                .unwrap_or(0);
+            seen.pop();
+            best
+        }
+        walk(self, group, &mut Vec::new())
+    }
+
+    /// Groups sorted as `sort_groups`: depth, priority, name.
+    pub(crate) fn sort_groups(&self, groups: &[String]) -> Vec<String> {
+        let mut keyed: Vec<(usize, i64, String)> = groups
+            .iter()
+            .map(|g| {
+                let prio = self.groups.get(g).map_or(1, |x| x.priority);
+                (self.depth(g), prio, g.clone())
+            })
+            .collect();
+        keyed.sort();
+        keyed.into_iter().map(|(_, _, g)| g).collect()
+    }
+
+    /// `group.get_hosts()`: the group's hosts, then its descendants' level
+    /// by level, without repeats.
+    pub(crate) fn group_hosts(&self, group: &str) -> Vec<String> {
+        let Some(g) = self.groups.get(group) else {
+            return vec![];
+        };
+        let mut order: Vec<String> = vec![group.to_string()];
+        let mut seen: Vec<String> = vec![group.to_string()];
+        order.extend(g.children.iter().cloned());
+        seen.extend(g.children.iter().cloned());
+        let mut level: Vec<String> = g.children.clone();
+        while !level.is_empty() {
+            let mut next = Vec::new();
+            for l in &level {
+                for c in self
+                    .groups
+                    .get(l)
+                    .map(|x| x.children.as_slice())
+                    .unwrap_or(&[])
+                {
+                    if !seen.contains(c) {
+                        seen.push(c.clone());
+                        order.push(c.clone());
+                        next.push(c.clone());
+                    }
+                }
+            }
+            level = next;
+        }
+        let mut hosts: Vec<String> = Vec::new();
+        let mut set = std::collections::HashSet::new();
+        for gname in &order {
+            if let Some(gr) = self.groups.get(gname) {
+                for h in &gr.hosts {
+                    if set.insert(h.clone()) {
+                        hosts.push(h.clone());
+                    }
+                }
+            }
+        }
+        hosts
+    }
+}
