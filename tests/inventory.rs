@@ -349,3 +349,15 @@ fn no_panic_on_odd_input() {
         }
     }
 }
+
+#[test]
+fn many_hosts_stay_fast() {
+    let text = "[a]\nh[0:4999]\n[b]\nh[0:4999]\n[c:children]\na\nb\n[c:vars]\nx=1\n";
+    let (_d, r) = load_text("hosts", text);
+    let inv = r.expect("loads");
+    let t = std::time::Instant::now();
+    assert_eq!(inv.hosts().len(), 5000);
+    assert_eq!(inv.select("c:&a:!h1").expect("select").len(), 4999);
+    assert!(inv.list_json().len() > 5000);
+    assert!(t.elapsed().as_secs() < 20, "too slow: {:?}", t.elapsed());
+}

@@ -17,6 +17,8 @@ pub(crate) struct Group {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Host {
     pub(crate) vars: Map<String, Value>,
+    /// Groups that list the host directly (an index of `Group::hosts`).
+    pub(crate) direct: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,10 +64,18 @@ impl Data {
             }
             self.hosts.insert(name.to_string(), h);
         }
-        if let Some(g) = group.and_then(|g| self.groups.get_mut(g)) {
-            if !g.hosts.iter().any(|h| h == name) {
-                g.hosts.push(name.to_string());
-            }
+        let Some(group) = group.filter(|g| self.groups.contains_key(*g)) else {
+            return;
+        };
+        let Some(h) = self.hosts.get_mut(name) else {
+            return;
+        };
+        if h.direct.iter().any(|g| g == group) {
+            return;
+        }
+        h.direct.push(group.to_string());
+        if let Some(g) = self.groups.get_mut(group) {
+            g.hosts.push(name.to_string());
         }
     }
 
@@ -171,6 +181,9 @@ impl Data {
                     if let Some(u) = self.groups.get_mut("ungrouped") {
                         u.hosts.retain(|x| x != h);
                     }
+                    if let Some(host) = self.hosts.get_mut(h) {
+                        host.direct.retain(|g| g != "ungrouped");
+                    }
                 }
             } else if !others {
                 self.add_host(h, Some("ungrouped"), None);
@@ -182,15 +195,14 @@ impl Data {
     /// (`all` included when reachable), in no particular order.
     pub(crate) fn host_groups(&self, host: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for (name, g) in &self.groups {
-            if g.hosts.iter().any(|h| h == host) {
-                if !out.contains(name) {
-                    out.push(name.clone());
-                }
-                for a in self.ancestors(name) {
-                    if !out.contains(&a) {
-                        out.push(a);
-                    }
+        let direct = self.hosts.get(host).map(|h| h.direct.as_slice()).unwrap_or(&[]);
+        for name in direct {
+            if !out.contains(name) {
+                out.push(name.clone());
+            }
+            for a in self.ancestors(name) {
+                if !out.contains(&a) {
+                    out.push(a);
                 }
             }
         }
