@@ -156,7 +156,16 @@ impl Data {
         Ok(())
     }
 
+    /// Ansible's `InventoryData.set_variable`: a name that is also a group
+    /// sets the *group's* variable, even from a host line (`[web]` holding
+    /// a host `web x=1` gives every host of `web` x=1).
     pub(crate) fn set_host_var(&mut self, host: &str, key: &str, value: Value) {
+        if self.groups.contains_key(host) {
+            // A priority that is not a number is ignored here, as Ansible
+            // would fail in the middle of the host line.
+            let _ = self.set_group_var(host, key, value);
+            return;
+        }
         if let Some(h) = self.hosts.get_mut(host) {
             h.vars.insert(key.to_string(), value);
         }
@@ -195,7 +204,11 @@ impl Data {
     /// (`all` included when reachable), in no particular order.
     pub(crate) fn host_groups(&self, host: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        let direct = self.hosts.get(host).map(|h| h.direct.as_slice()).unwrap_or(&[]);
+        let direct = self
+            .hosts
+            .get(host)
+            .map(|h| h.direct.as_slice())
+            .unwrap_or(&[]);
         for name in direct {
             if !out.contains(name) {
                 out.push(name.clone());
