@@ -222,37 +222,56 @@ impl Data {
         out
     }
 
-    /// Depth: the longest path from `all` (Ansible's `group.depth`).
-    pub(crate) fn depth(&self, group: &str) -> usize {
-        fn walk(d: &Data, g: &str, seen: &mut Vec<String>) -> usize {
-            if seen.iter().any(|s| s == g) {
-                return 0;
-            }
-            seen.push(g.to_string());
-            let best = d
+    /// Depth of every group: the longest path from a root (Ansible's
+    /// `group.depth`), by relaxing edges in topological order (groups form
+    /// no cycles: add_child refuses them).
+    pub(crate) fn depths(&self) -> std::collections::HashMap<&str, usize> {
+        let mut depth: std::collections::HashMap<&str, usize> =
+            self.groups.keys().map(|g| (g.as_str(), 0)).collect();
+        let mut indegree: std::collections::HashMap<&str, usize> = self
+            .groups
+            .iter()
+            .map(|(n, g)| (n.as_str(), g.parents.len()))
+            .collect();
+        let mut ready: Vec<&str> = indegree
+            .iter()
+            .filter(|(_, d)| **d == 0)
+            .map(|(n, _)| *n)
+            .collect();
+        while let Some(g) = ready.pop() {
+            let d = depth.get(g).copied().unwrap_or(0);
+            for c in self
                 .groups
                 .get(g)
-                .map(|gr| {
-                    gr.parents
-                        .iter()
-                        .map(|p| walk(d, p, seen) + 1)
-                        .max()
-                        .unwrap_or(0)
-                })
-                .unwrap_or(0);
-            seen.pop();
-            best
+                .map(|x| x.children.as_slice())
+                .unwrap_or(&[])
+            {
+                if let Some(cd) = depth.get_mut(c.as_str()) {
+                    *cd = (*cd).max(d + 1);
+                }
+                if let Some(n) = indegree.get_mut(c.as_str()) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        ready.push(c.as_str());
+                    }
+                }
+            }
         }
-        walk(self, group, &mut Vec::new())
+        depth
     }
 
     /// Groups sorted as `sort_groups`: depth, priority, name.
     pub(crate) fn sort_groups(&self, groups: &[String]) -> Vec<String> {
+        let depths = self.depths();
         let mut keyed: Vec<(usize, i64, String)> = groups
             .iter()
             .map(|g| {
                 let prio = self.groups.get(g).map_or(1, |x| x.priority);
-                (self.depth(g), prio, g.clone())
+                (
+                    depths.get(g.as_str()).copied().unwrap_or(0),
+                    prio,
+                    g.clone(),
+                )
             })
             .collect();
         keyed.sort();

@@ -666,3 +666,75 @@ fn show_vars(vars: &Map<String, Value>, depth: usize, lines: &mut Vec<String>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Inline vars only: (group, parent, var value, priority).
+    fn inventory(groups: &[(&str, Option<&str>, &str, i64)]) -> Inventory {
+        let mut inv = Inventory::default();
+        for (g, _, _, _) in groups {
+            inv.data.add_group(g);
+        }
+        for (g, parent, v, prio) in groups {
+            if let Some(p) = parent {
+                inv.data.add_child(p, g).expect("child");
+            }
+            inv.data.set_group_var(g, "v", json!(v)).expect("var");
+            if *prio != 1 {
+                inv.data
+                    .set_group_var(g, "ansible_group_priority", json!(prio))
+                    .expect("prio");
+            }
+            inv.data.add_host("h", Some(g), None);
+        }
+        inv.data.reconcile();
+        inv
+    }
+
+    #[test]
+    fn group_precedence() {
+        // (groups, winning value)
+        let cases: &[(&[(&str, Option<&str>, &str, i64)], &str)] = &[
+            // Deeper wins, whatever the order of definition.
+            (
+                &[
+                    ("child", Some("parent"), "child", 1),
+                    ("parent", None, "parent", 1),
+                ],
+                "child",
+            ),
+            (
+                &[
+                    ("parent", None, "parent", 1),
+                    ("child", Some("parent"), "child", 1),
+                ],
+                "child",
+            ),
+            // Same depth: sorted by name, the last wins.
+            (&[("b", None, "b", 1), ("a", None, "a", 1)], "b"),
+            // Priority beats name at the same depth.
+            (&[("a", None, "a", 10), ("b", None, "b", 1)], "a"),
+            // Depth beats priority.
+            (
+                &[("deep", Some("top"), "deep", 1), ("top", None, "top", 99)],
+                "deep",
+            ),
+            // `all` is the lowest.
+            (&[("all", None, "all", 1), ("g", None, "g", 1)], "g"),
+        ];
+        for (groups, want) in cases {
+            let inv = inventory(groups);
+            assert_eq!(inv.host_vars("h", None)["v"], json!(want), "{groups:?}");
+        }
+    }
+
+    #[test]
+    fn host_vars_beat_group_vars() {
+        let mut inv = inventory(&[("g", None, "g", 1)]);
+        inv.data.set_host_var("h", "v", json!("host"));
+        assert_eq!(inv.host_vars("h", None)["v"], "host");
+    }
+}
