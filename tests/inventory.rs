@@ -361,3 +361,21 @@ fn many_hosts_stay_fast() {
     assert!(inv.list_json().len() > 5000);
     assert!(t.elapsed().as_secs() < 20, "too slow: {:?}", t.elapsed());
 }
+
+#[test]
+fn error_rendering() {
+    let (_d, r) = load_text(
+        "hosts",
+        "[mail]\nmx1\n[mial:children]\nmail\n[mail:vars]\nrelay smtp.example.com\n",
+    );
+    let e = r.expect_err("bad").to_string();
+    assert!(e.contains(":6:1: expected key=value in [mail:vars]"), "{e}");
+    assert!(e.contains("6 | relay smtp.example.com"), "{e}");
+    let (_d, r) = load_text("hosts", "[p:children]\nmial\n[mail]\nmx1\n");
+    let e = r.expect_err("bad").to_string();
+    assert!(
+        e.contains(":2:1: section [p:children] includes undefined group 'mial'"),
+        "{e}"
+    );
+    assert!(e.contains("did you mean 'mail'?"), "{e}");
+}

@@ -672,8 +672,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// Inline vars only: (group, parent, var value, priority).
-    fn inventory(groups: &[(&str, Option<&str>, &str, i64)]) -> Inventory {
+    /// (group, parent, value of `v`, priority).
+    type G<'a> = (&'a str, Option<&'a str>, &'a str, i64);
+
+    /// Inline vars only.
+    fn inventory(groups: &[G]) -> Inventory {
         let mut inv = Inventory::default();
         for (g, _, _, _) in groups {
             inv.data.add_group(g);
@@ -697,7 +700,7 @@ mod tests {
     #[test]
     fn group_precedence() {
         // (groups, winning value)
-        let cases: &[(&[(&str, Option<&str>, &str, i64)], &str)] = &[
+        let cases: &[(&[G], &str)] = &[
             // Deeper wins, whatever the order of definition.
             (
                 &[
