@@ -111,7 +111,9 @@ impl Inventory {
         let mut parsed_any = false;
         let mut tried = 0;
         for source in sources {
-            if source.is_empty() {
+            // Ansible's default source may be absent without a word.
+            if source.is_empty() || (source == "/etc/ansible/hosts" && !Path::new(source).exists())
+            {
                 continue;
             }
             tried += 1;
