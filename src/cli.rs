@@ -157,4 +157,10 @@ pub struct InventoryArgs {
     /// Print the group tree (optionally from GROUP).
     #[arg(long = "graph", value_name = "GROUP", num_args = 0..=1, default_missing_value = "all")]
     pub graph: Option<String>,
+    /// With --graph: show each host's and group's variables.
+    #[arg(long = "vars", requires = "graph")]
+    pub vars: bool,
+    /// Read group_vars/ and host_vars/ beside this directory too (as beside a playbook).
+    #[arg(long = "playbook-dir", value_name = "DIR")]
+    pub playbook_dir: Option<PathBuf>,
 }

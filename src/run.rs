@@ -106,19 +106,38 @@ fn doc(name: &str) -> Result<i32> {
 }
 
 fn inventory(a: InventoryArgs) -> Result<i32> {
-    let inv = Inventory::load(&default_inventory(&a.inventory))?;
-    if let Some(h) = &a.host {
-        print!("{}", ensure_newline(inv.host_json(h)?));
+    let mut inv = load_inventory(&a.inventory)?;
+    let dir = a.playbook_dir.as_deref();
+    if let Some(d) = dir {
+        inv.load_playbook_vars(d)?;
+    }
+    let text = if let Some(h) = &a.host {
+        inv.host_json_for(h, dir)?
     } else if let Some(g) = &a.graph {
-        print!("{}", ensure_newline(inv.graph_text(Some(g))?));
+        if a.vars {
+            inv.graph_text_vars(Some(g), dir)?
+        } else {
+            inv.graph_text(Some(g))?
+        }
     } else if a.list {
-        print!("{}", ensure_newline(inv.list_json()));
+        inv.list_json_for(dir)
     } else {
         return Err(Error::Options(
             "mailrun inventory needs one of --list, --host HOST or --graph".into(),
         ));
-    }
+    };
+    print!("{}", ensure_newline(text));
     Ok(exit::OK)
+}
+
+/// Loads the inventory sources (Ansible's default when none is given) and
+/// prints the inventory's warnings.
+fn load_inventory(given: &[String]) -> Result<Inventory> {
+    let inv = Inventory::load(&default_inventory(given))?;
+    for w in inv.warnings() {
+        eprintln!("[WARNING]: {w}");
+    }
+    Ok(inv)
 }
 
 fn ensure_newline(mut s: String) -> String {
@@ -246,7 +265,7 @@ async fn playbooks(a: PlaybookArgs) -> Result<i32> {
         }
         return Ok(exit::OK);
     }
-    let inv = Inventory::load(&default_inventory(&a.common.inventory))?;
+    let mut inv = load_inventory(&a.common.inventory)?;
     let mut opts = run_options(&a.common, extra);
     opts.tags = a.tags.clone();
     opts.skip_tags = a.skip_tags.clone();
@@ -258,6 +277,9 @@ async fn playbooks(a: PlaybookArgs) -> Result<i32> {
             p.to_path_buf()
         }
     });
+    if let Some(dir) = &opts.playbook_dir {
+        inv.load_playbook_vars(dir)?;
+    }
     let plan = engine::plan(&book, &inv, &opts)?;
     if a.list_hosts || a.list_tasks {
         print_lists(&book, &plan, &a);
@@ -369,7 +391,7 @@ async fn adhoc(a: AdhocArgs) -> Result<i32> {
         paths: Vec::new(),
         plays: vec![play],
     };
-    let inv = Inventory::load(&default_inventory(&a.common.inventory))?;
+    let inv = load_inventory(&a.common.inventory)?;
     let opts = run_options(&a.common, extra);
     let plan = engine::plan(&book, &inv, &opts)?;
     Ok(execute(book, &inv, plan, opts, &a.common).await)

@@ -103,8 +103,7 @@ pub fn plan(book: &Playbook, inv: &Inventory, opts: &RunOptions) -> Result<Plan,
             ));
         }
         if let Some(limit) = &opts.limit {
-            let allowed: HashSet<String> = inv.select(limit)?.into_iter().collect();
-            hosts.retain(|h| allowed.contains(h));
+            hosts = inv.limit(hosts, limit)?;
         }
         let mut tasks = Vec::new();
         for (ti, t) in play.tasks.iter().enumerate() {
@@ -119,7 +118,7 @@ pub fn plan(book: &Playbook, inv: &Inventory, opts: &RunOptions) -> Result<Plan,
         plays.push(PlanPlay { hosts, tasks });
     }
     if let Some(limit) = &opts.limit {
-        if inv.select(limit)?.is_empty() {
+        if inv.limit(inv.hosts(), limit)?.is_empty() {
             warnings.push(format!(
                 "Could not match supplied host pattern, ignoring: {limit}"
             ));
@@ -182,22 +181,22 @@ pub async fn run(
     interrupt: Arc<AtomicBool>,
 ) -> i32 {
     let tg = graph::build(&book, &plan.plays);
+    // Every inventory host's variables (delegate_to targets need theirs
+    // too), with `group_names`.
+    let dir = opts.playbook_dir.as_deref();
     let mut inv_vars = HashMap::new();
-    for pp in &plan.plays {
-        for h in &pp.hosts {
-            if !inv_vars.contains_key(h) {
-                inv_vars.insert(
-                    h.clone(),
-                    Arc::new(inv.host_vars(h, opts.playbook_dir.as_deref())),
-                );
-            }
+    let hosts = inv
+        .hosts()
+        .into_iter()
+        .chain(plan.plays.iter().flat_map(|p| p.hosts.iter().cloned()));
+    for h in hosts {
+        if inv_vars.contains_key(&h) {
+            continue;
         }
-    }
-    // Hosts named by delegate_to need their connection variables too.
-    for h in inv.hosts() {
-        inv_vars
-            .entry(h.clone())
-            .or_insert_with(|| Arc::new(inv.host_vars(&h, opts.playbook_dir.as_deref())));
+        let mut vars = inv.host_vars(&h, dir);
+        let names = inv.group_names(&h).into_iter().map(Value::String).collect();
+        vars.insert("group_names".into(), Value::Array(names));
+        inv_vars.insert(h, Arc::new(vars));
     }
     let shared = Arc::new(Shared {
         book: book.clone(),

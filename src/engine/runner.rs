@@ -151,22 +151,8 @@ impl Shared {
             .map(|h| Value::String(h.clone()))
             .collect();
         m.insert("ansible_play_hosts".into(), Value::Array(play_hosts));
-        if let Some(Value::Object(groups)) = Some(&*self.groups) {
-            let names: Vec<Value> = groups
-                .iter()
-                .filter(|(g, hosts)| {
-                    *g != "all"
-                        && *g != "ungrouped"
-                        && hosts
-                            .as_array()
-                            .is_some_and(|a| a.iter().any(|x| x == host))
-                })
-                .map(|(g, _)| Value::String(g.clone()))
-                .collect();
-            m.insert("group_names".into(), Value::Array(names));
-            if task.mentions_groups {
-                m.insert("groups".into(), (*self.groups).clone());
-            }
+        if task.mentions_groups {
+            m.insert("groups".into(), (*self.groups).clone());
         }
         if task.mentions_hostvars {
             let reg = self
@@ -198,10 +184,13 @@ impl Shared {
             .and_then(Value::as_str);
         match conn {
             Some("local") => Ok(self.local.clone()),
-            None if vars.is_none() && matches!(host, "localhost" | "127.0.0.1" | "::1") => Ok(self.local.clone()),
-            Some(other) if other != "ssh" => {
-                Err(ConnError::Unreachable(format!("unknown connection type '{other}' (expected ssh or local)")))
+            // A delegate_to target outside the inventory: this machine.
+            None if vars.is_none() && matches!(host, "localhost" | "127.0.0.1" | "::1") => {
+                Ok(self.local.clone())
             }
+            Some(other) if other != "ssh" => Err(ConnError::Unreachable(format!(
+                "unknown connection type '{other}' (expected ssh or local)"
+            ))),
             _ => Err(ConnError::Unreachable(format!(
                 "{host}: SSH connections are not built yet; set ansible_connection=local for hosts on this machine"
             ))),
