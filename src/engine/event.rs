@@ -55,6 +55,8 @@ pub enum Event {
     },
     TaskStart {
         play: usize,
+        /// The task's index in its play's tasks (or handlers).
+        index: usize,
         task: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<String>,
@@ -62,6 +64,8 @@ pub enum Event {
     },
     HostResult {
         play: usize,
+        index: usize,
+        handler: bool,
         task: String,
         host: String,
         status: Status,
@@ -80,6 +84,13 @@ pub enum Event {
         diff: Option<DiffText>,
         ignored: bool,
         no_log: bool,
+    },
+    /// Every host of the task is done (ran, skipped, or left out).
+    TaskEnd {
+        play: usize,
+        index: usize,
+        handler: bool,
+        task: String,
     },
     Progress {
         task: String,

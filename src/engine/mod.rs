@@ -224,6 +224,8 @@ struct Scheduler {
     unreachable_hosts: HashSet<String>,
     notified: HashSet<(usize, usize, String)>,
     tasks_started: HashSet<(usize, usize, bool)>,
+    /// Nodes not yet done per (play, index, handler), for `TaskEnd`.
+    remaining: HashMap<(usize, usize, bool), usize>,
     aborted: Option<String>,
     interrupt: Arc<AtomicBool>,
     forks: usize,
@@ -241,8 +243,15 @@ impl Scheduler {
                 stats.entry(h.clone()).or_insert_with(HostStats::default);
             }
         }
+        let mut remaining = HashMap::new();
+        for n in tg.g.node_indices() {
+            if let Some(key) = task_key(&tg.g[n]) {
+                *remaining.entry(key).or_insert(0) += 1;
+            }
+        }
         let forks = shared.opts.forks.max(1);
         Scheduler {
+            remaining,
             shared,
             tg,
             state,
@@ -372,6 +381,8 @@ impl Scheduler {
             self.stats.entry(host.clone()).or_default().skipped += 1;
             self.shared.emit(Event::HostResult {
                 play,
+                index: task.index,
+                handler: task.handler,
                 task: task.name.clone(),
                 host: host.clone(),
                 status: Status::Skipped,
@@ -403,6 +414,7 @@ impl Scheduler {
         if self.tasks_started.insert((play, idx, handler)) {
             self.shared.emit(Event::TaskStart {
                 play,
+                index: task.index,
                 task: task.name.clone(),
                 id: task.id.clone(),
                 handler,
@@ -486,6 +498,26 @@ impl Scheduler {
     /// Marks a node done and readies its successors; a blocking result
     /// blocks them along order and `needs` edges (not across play barriers).
     fn complete(&mut self, n: NodeIndex, blocking: bool, ready: &mut VecDeque<NodeIndex>) {
+        if let Some(key) = task_key(&self.tg.g[n]) {
+            let left = self.remaining.entry(key).or_insert(1);
+            *left = left.saturating_sub(1);
+            if *left == 0 && self.tasks_started.contains(&key) {
+                let (play, index, handler) = key;
+                let p = &self.shared.book.plays[play];
+                let task = if handler {
+                    &p.handlers[index]
+                } else {
+                    &p.tasks[index]
+                };
+                let task = task.name.clone();
+                self.shared.emit(Event::TaskEnd {
+                    play,
+                    index,
+                    handler,
+                    task,
+                });
+            }
+        }
         let reason = if blocking {
             Some(self.block_reason(n))
         } else {
@@ -536,5 +568,14 @@ impl Scheduler {
             }
             _ => "an earlier step failed".into(),
         }
+    }
+}
+
+/// (play, index, handler) of a task or handler node.
+fn task_key(n: &NodeKind) -> Option<(usize, usize, bool)> {
+    match n {
+        NodeKind::Task { play, task, .. } => Some((*play, *task, false)),
+        NodeKind::Handler { play, handler, .. } => Some((*play, *handler, true)),
+        _ => None,
     }
 }

@@ -515,6 +515,8 @@ impl Shared {
         let hidden = task.no_log;
         self.emit(Event::HostResult {
             play,
+            index: task.index,
+            handler: task.handler,
             task: task.name.clone(),
             host: host.to_string(),
             status,
@@ -539,6 +541,8 @@ impl Shared {
     fn emit_diff(&self, play: usize, task: &Task, host: &str, d: DiffText) {
         self.emit(Event::HostResult {
             play,
+            index: task.index,
+            handler: task.handler,
             task: task.name.clone(),
             host: host.to_string(),
             status: Status::Ok,

@@ -332,6 +332,13 @@ impl Loader<'_> {
         if let Some(h) = handlers_node {
             play.handlers = self.tasks(h, src, &Inherit::default(), true)?;
         }
+        for (i, t) in play.tasks.iter_mut().enumerate() {
+            t.index = i;
+        }
+        for (i, t) in play.handlers.iter_mut().enumerate() {
+            t.index = i;
+            t.handler = true;
+        }
         // Handlers of a play must exist for every notify.
         for task in &play.tasks {
             for n in &task.notify {

@@ -121,4 +121,7 @@ pub struct Task {
     /// context it needs: `hostvars`, `groups`).
     pub mentions_hostvars: bool,
     pub mentions_groups: bool,
+    /// Its place in the play's `tasks` (or `handlers`), and which list.
+    pub index: usize,
+    pub handler: bool,
 }

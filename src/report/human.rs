@@ -1,17 +1,23 @@
 //! Human output, in the shape Ansible users know: a header per play and per
 //! task, a line per host, a PLAY RECAP. Colour only on a terminal.
+//!
+//! Hosts run ahead of each other, so a task's lines are kept until the task
+//! has ended on every host and then printed as one block.
 
 use crate::engine::event::{Event, HostStats, Reporter, Status};
+use indexmap::IndexMap;
 use std::collections::HashMap;
 use std::io::Write;
+
+type TaskKey = (usize, usize, bool);
 
 pub struct Human<W: Write + Send> {
     out: W,
     color: bool,
     verbosity: u8,
-    /// The (play, task) whose header was printed last.
-    header: Option<(usize, String)>,
-    handlers: HashMap<(usize, String), bool>,
+    /// Lines of the tasks that have not ended yet, in the order they started.
+    pending: IndexMap<TaskKey, Vec<String>>,
+    titles: HashMap<TaskKey, String>,
     progress_shown: bool,
 }
 
@@ -27,14 +33,19 @@ fn banner(title: &str) -> String {
     format!("{title} {}", "*".repeat(stars))
 }
 
+fn title(handler: bool, task: &str) -> String {
+    let kind = if handler { "RUNNING HANDLER" } else { "TASK" };
+    format!("{kind} [{task}]")
+}
+
 impl<W: Write + Send> Human<W> {
     pub fn new(out: W, color: bool, verbosity: u8) -> Self {
         Human {
             out,
             color,
             verbosity,
-            header: None,
-            handlers: HashMap::new(),
+            pending: IndexMap::new(),
+            titles: HashMap::new(),
             progress_shown: false,
         }
     }
@@ -51,6 +62,21 @@ impl<W: Write + Send> Human<W> {
         if self.progress_shown {
             let _ = write!(self.out, "\r\x1b[K");
             self.progress_shown = false;
+        }
+    }
+
+    /// Prints a task's block: its header and its lines.
+    fn flush(&mut self, key: TaskKey) {
+        let Some(lines) = self.pending.shift_remove(&key) else {
+            return;
+        };
+        if lines.is_empty() {
+            return;
+        }
+        let t = self.titles.get(&key).cloned().unwrap_or_default();
+        let _ = writeln!(self.out, "\n{}", banner(&t));
+        for l in lines {
+            let _ = writeln!(self.out, "{l}");
         }
     }
 
@@ -82,6 +108,66 @@ impl<W: Write + Send> Human<W> {
             field("ignored", s.ignored, MAGENTA),
         )
     }
+
+    /// The lines one host result prints.
+    #[allow(clippy::too_many_arguments)]
+    fn result_lines(
+        &self,
+        host: &str,
+        status: Status,
+        item: Option<&str>,
+        delegated_to: Option<&str>,
+        msg: Option<&str>,
+        stderr: Option<&str>,
+        result: Option<&serde_json::Value>,
+        ignored: bool,
+    ) -> Vec<String> {
+        let (word, color) = match status {
+            Status::Ok => ("ok", GREEN),
+            Status::Changed => ("changed", YELLOW),
+            Status::Failed => ("failed", RED),
+            Status::Skipped => ("skipped", CYAN),
+            Status::Unreachable => ("unreachable", RED),
+        };
+        let mut line = match delegated_to {
+            Some(d) => format!("{word}: [{host} -> {d}]"),
+            None => format!("{word}: [{host}]"),
+        };
+        if let Some(i) = item {
+            line.push_str(&format!(" => (item={i})"));
+        }
+        if let Some(m) = msg {
+            line.push_str(&format!(": {m}"));
+        }
+        if ignored {
+            line.push_str(" ...ignoring");
+        }
+        let mut out = vec![self.paint(color, &line)];
+        if let Some(err) = stderr.filter(|s| !s.trim().is_empty()) {
+            for l in err.lines() {
+                out.push(self.paint(color, &format!("  stderr: {l}")));
+            }
+        }
+        if self.verbosity > 0 {
+            if let Some(r) = result {
+                let pretty = serde_json::to_string_pretty(r).unwrap_or_default();
+                out.extend(pretty.lines().map(|l| format!("  {l}")));
+            }
+        }
+        out
+    }
+
+    fn diff_lines(&self, unified: &str) -> Vec<String> {
+        unified
+            .lines()
+            .map(|line| match line.chars().next() {
+                Some('+') if !line.starts_with("+++") => self.paint(GREEN, line),
+                Some('-') if !line.starts_with("---") => self.paint(RED, line),
+                Some('@') => self.paint(CYAN, line),
+                _ => line.to_string(),
+            })
+            .collect()
+    }
 }
 
 impl<W: Write + Send> Reporter for Human<W> {
@@ -90,18 +176,22 @@ impl<W: Write + Send> Reporter for Human<W> {
         match e {
             Event::PlayStart { name, .. } => {
                 let _ = writeln!(self.out, "\n{}", banner(&format!("PLAY [{name}]")));
-                self.header = None;
             }
             Event::TaskStart {
                 play,
+                index,
                 task,
                 handler,
                 ..
             } => {
-                self.handlers.insert((*play, task.clone()), *handler);
+                let key = (*play, *index, *handler);
+                self.titles.insert(key, title(*handler, task));
+                self.pending.entry(key).or_default();
             }
             Event::HostResult {
                 play,
+                index,
+                handler,
                 task,
                 host,
                 status,
@@ -112,69 +202,33 @@ impl<W: Write + Send> Reporter for Human<W> {
                 result,
                 diff,
                 ignored,
-                no_log,
+                ..
             } => {
-                let key = (*play, task.clone());
-                if self.header.as_ref() != Some(&key) {
-                    let kind = if self.handlers.get(&key).copied().unwrap_or(false) {
-                        "RUNNING HANDLER"
-                    } else {
-                        "TASK"
-                    };
-                    let _ = writeln!(self.out, "\n{}", banner(&format!("{kind} [{task}]")));
-                    self.header = Some(key);
-                }
-                if let Some(d) = diff {
-                    for line in d.unified.lines() {
-                        let colored = match line.chars().next() {
-                            Some('+') if !line.starts_with("+++") => self.paint(GREEN, line),
-                            Some('-') if !line.starts_with("---") => self.paint(RED, line),
-                            Some('@') => self.paint(CYAN, line),
-                            _ => line.to_string(),
-                        };
-                        let _ = writeln!(self.out, "{colored}");
-                    }
-                    return;
-                }
-                let (word, color) = match status {
-                    Status::Ok => ("ok", GREEN),
-                    Status::Changed => ("changed", YELLOW),
-                    Status::Failed => ("failed", RED),
-                    Status::Skipped => ("skipped", CYAN),
-                    Status::Unreachable => ("unreachable", RED),
+                let key = (*play, *index, *handler);
+                self.titles
+                    .entry(key)
+                    .or_insert_with(|| title(*handler, task));
+                let lines = match diff {
+                    Some(d) => self.diff_lines(&d.unified),
+                    None => self.result_lines(
+                        host,
+                        *status,
+                        item.as_deref(),
+                        delegated_to.as_deref(),
+                        msg.as_deref(),
+                        stderr.as_deref(),
+                        result.as_ref(),
+                        *ignored,
+                    ),
                 };
-                let target = match delegated_to {
-                    Some(d) => format!("[{host} -> {d}]"),
-                    None => format!("[{host}]"),
-                };
-                let mut line = format!("{word}: {target}");
-                if let Some(i) = item {
-                    line.push_str(&format!(" => (item={i})"));
-                }
-                if let Some(m) = msg {
-                    line.push_str(&format!(": {m}"));
-                }
-                if *ignored {
-                    line.push_str(" ...ignoring");
-                }
-                let _ = writeln!(self.out, "{}", self.paint(color, &line));
-                if let Some(err) = stderr.as_deref().filter(|s| !s.trim().is_empty()) {
-                    for l in err.lines() {
-                        let _ =
-                            writeln!(self.out, "{}", self.paint(color, &format!("  stderr: {l}")));
-                    }
-                }
-                let show = self.verbosity > 0
-                    || (*status == Status::Failed && result.is_some() && msg.is_none());
-                if show && !no_log {
-                    if let Some(r) = result {
-                        let pretty = serde_json::to_string_pretty(r).unwrap_or_default();
-                        for l in pretty.lines() {
-                            let _ = writeln!(self.out, "  {l}");
-                        }
-                    }
-                }
+                self.pending.entry(key).or_default().extend(lines);
             }
+            Event::TaskEnd {
+                play,
+                index,
+                handler,
+                ..
+            } => self.flush((*play, *index, *handler)),
             Event::Progress { host, task, text } => {
                 if self.color {
                     let _ = write!(self.out, "  [{host}] {task}: {text}");
@@ -183,24 +237,22 @@ impl<W: Write + Send> Reporter for Human<W> {
             }
             Event::Warning { msg } => {
                 let _ = self.out.flush();
-                eprintln!(
-                    "{}",
-                    if self.color {
-                        format!("{MAGENTA}[WARNING]: {msg}{RESET}")
-                    } else {
-                        format!("[WARNING]: {msg}")
-                    }
-                );
+                if self.color {
+                    eprintln!("{MAGENTA}[WARNING]: {msg}{RESET}");
+                } else {
+                    eprintln!("[WARNING]: {msg}");
+                }
             }
             Event::Recap {
                 hosts, interrupted, ..
             } => {
+                let keys: Vec<TaskKey> = self.pending.keys().copied().collect();
+                for k in keys {
+                    self.flush(k);
+                }
                 if *interrupted {
-                    let _ = writeln!(
-                        self.out,
-                        "\n{}",
-                        self.paint(RED, "Interrupted: no new tasks were started after Ctrl-C.")
-                    );
+                    let text = "Interrupted: no new tasks were started after Ctrl-C.";
+                    let _ = writeln!(self.out, "\n{}", self.paint(RED, text));
                 }
                 let _ = writeln!(self.out, "\n{}", banner("PLAY RECAP"));
                 for (h, s) in hosts {
@@ -210,5 +262,89 @@ impl<W: Write + Send> Reporter for Human<W> {
             }
         }
         let _ = self.out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::event::HostStats;
+
+    fn result(play: usize, index: usize, host: &str, status: Status) -> Event {
+        Event::HostResult {
+            play,
+            index,
+            handler: false,
+            task: format!("t{index}"),
+            host: host.into(),
+            status,
+            item: None,
+            delegated_to: None,
+            msg: None,
+            stderr: None,
+            result: None,
+            diff: None,
+            ignored: false,
+            no_log: false,
+        }
+    }
+
+    #[test]
+    fn tasks_print_as_blocks_in_ansible_shape() {
+        let mut buf = Vec::new();
+        {
+            let mut h = Human::new(&mut buf, false, 0);
+            let start = |i: usize| Event::TaskStart {
+                play: 0,
+                index: i,
+                task: format!("t{i}"),
+                id: None,
+                handler: false,
+            };
+            let end = |i: usize| Event::TaskEnd {
+                play: 0,
+                index: i,
+                handler: false,
+                task: format!("t{i}"),
+            };
+            h.event(&Event::PlayStart {
+                play: 0,
+                name: "p".into(),
+                hosts: vec![],
+            });
+            h.event(&start(0));
+            h.event(&result(0, 0, "a", Status::Ok));
+            h.event(&start(1));
+            // a runs ahead: its t1 result arrives before b's t0.
+            h.event(&result(0, 1, "a", Status::Changed));
+            h.event(&result(0, 0, "b", Status::Ok));
+            h.event(&end(0));
+            h.event(&result(0, 1, "b", Status::Failed));
+            h.event(&end(1));
+            let mut hosts = IndexMap::new();
+            hosts.insert(
+                "a".to_string(),
+                HostStats {
+                    ok: 2,
+                    changed: 1,
+                    ..Default::default()
+                },
+            );
+            h.event(&Event::Recap {
+                hosts,
+                interrupted: false,
+                exit_code: 0,
+            });
+        }
+        let text = String::from_utf8(buf).unwrap();
+        let want = format!(
+            "\n{}\n\n{}\nok: [a]\nok: [b]\n\n{}\nchanged: [a]\nfailed: [b]\n\n{}\n{}\n\n",
+            banner("PLAY [p]"),
+            banner("TASK [t0]"),
+            banner("TASK [t1]"),
+            banner("PLAY RECAP"),
+            "a                          : ok=2    changed=1    unreachable=0    failed=0    skipped=0    rescued=0    ignored=0   "
+        );
+        assert_eq!(text, want);
     }
 }

@@ -1,10 +1,12 @@
 //! `--output json`: one JSON object per line on stdout, one per event.
 //!
 //! Events (field `event`): `play_start` {play, name, hosts}, `task_start`
-//! {play, task, id?, handler}, `host_result` {play, task, host, status
+//! {play, index, task, id?, handler}, `host_result` {play, index, handler,
+//! task, host, status
 //! (ok|changed|failed|skipped|unreachable), item?, delegated_to?, msg?,
 //! stderr?, result? (absent with no_log), diff? {path, unified}, ignored,
-//! no_log}, `progress` {task, host, text}, `warning` {msg}, `recap` {hosts:
+//! no_log}, `task_end` {play, index, handler, task}, `progress` {task, host,
+//! text}, `warning` {msg}, `recap` {hosts:
 //! {HOST: {ok, changed, unreachable, failed, skipped, rescued, ignored}},
 //! interrupted, exit_code}.
 
