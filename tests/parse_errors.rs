@@ -78,3 +78,61 @@ fn bad_inventory_and_extra_vars() {
     let r = p.run(&["ok.yml", "-i", "hosts.ini", "-e", "{broken"]);
     assert_eq!(r.code, 5, "{}", r.all());
 }
+
+/// A tiny deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const SEEDS: &[&str] = &[
+    "- name: p\n  hosts: all\n  vars:\n    a: 1\n  tasks:\n    - name: t\n      shell: echo {{ a }}\n      when: a == 1 and b is not defined\n      loop: [1, 2]\n      register: r\n      notify: h\n  handlers:\n    - name: h\n      command: \"true\"\n",
+    "- hosts: x\n  strategy: graph\n  tasks:\n    - id: a\n      command: echo\n    - needs: [a]\n      file_copy: {content: \"x\", dest: /tmp/x, mode: 0644}\n    - block:\n        - debug: msg=hi\n      when: \"'a' in groups\"\n",
+    "[web]\nmx[01:03].example.jp a=1 b='x y'\n[web:vars]\nc=[1,2]\n[all:children]\nweb\n",
+];
+const NOISE: &[&str] = &[
+    "{{", "}}", ":", "- ", "\n", "  ", "\t", "'", "\"", "[", "]", "{", "}", "&a", "*a", "<<", "!!",
+    "#", "é", "\u{0}", "=", ",", "needs:", "when:", "(", ")",
+];
+
+#[test]
+fn mutated_inputs_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.yml");
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for round in 0..1500 {
+        let mut text: Vec<char> = SEEDS[round % SEEDS.len()].chars().collect();
+        for _ in 0..1 + rng.below(4) {
+            let at = rng.below(text.len() + 1);
+            match rng.below(3) {
+                0 if !text.is_empty() => {
+                    let end = (at + rng.below(8)).min(text.len());
+                    text.drain(at.min(end)..end);
+                }
+                _ => {
+                    let noise: Vec<char> = NOISE[rng.below(NOISE.len())].chars().collect();
+                    let at = at.min(text.len());
+                    text.splice(at..at, noise);
+                }
+            }
+        }
+        let src: String = text.into_iter().collect();
+        std::fs::write(&path, &src).unwrap();
+        let p = path.clone();
+        let s = src.clone();
+        let outcome = std::panic::catch_unwind(move || {
+            let _ = mailrun::playbook::load(&[p.clone()], &Default::default());
+            let _ = mailrun::inventory::Inventory::load(&[p.display().to_string()]);
+            let _ = mailrun::yaml::parse(&s, &p);
+        });
+        assert!(outcome.is_ok(), "panic on input:\n{src:?}");
+    }
+}
