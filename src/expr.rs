@@ -517,8 +517,7 @@ impl<'s> Parser<'s> {
     fn parse_cmp(&mut self) -> Result<Node, ExprError> {
         let first = self.parse_unary(true)?;
         let mut rest = Vec::new();
-        loop {
-            let Some(t) = self.peek() else { break };
+        while let Some(t) = self.peek() {
             let at = t.at;
             let op = match &t.tok {
                 Tok::Op("==") => CmpOp::Eq,
@@ -987,6 +986,128 @@ pub(crate) fn parse_bare(src: &str) -> Result<Expr, ExprError> {
         src: src.to_string(),
         node,
     })
+}
+
+/// What a template tag's expression is, for `crate::template`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum TagShape {
+    /// A variable path, maybe with `| default(...)`.
+    Var,
+    /// Uses a filter other than `default`, or a test.
+    Filtered(String),
+    /// Anything else (a literal, a comparison, `and`…).
+    Other,
+}
+
+fn is_path(n: &Node) -> bool {
+    match n {
+        Node::Var { name, .. } => name != "this",
+        Node::Get { base, .. } => matches!(&**base, Node::Var { name, .. } if name != "this"),
+        _ => false,
+    }
+}
+
+/// `a.[k].[0]`: a static path in handlebars' syntax.
+fn hb_path(n: &Node) -> Option<String> {
+    let seg = |k: &str| (!k.is_empty() && !k.contains(']')).then(|| format!(".[{k}]"));
+    match n {
+        Node::Var { name, .. } => Some(name.clone()),
+        Node::Get { base, segs, .. } => {
+            let mut out = hb_path(base)?;
+            for s in segs {
+                match &s.key {
+                    SegKey::Name(k) => out.push_str(&seg(k)?),
+                    SegKey::Index(i) if *i >= 0 => out.push_str(&seg(&i.to_string())?),
+                    _ => return None,
+                }
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// A handlebars helper argument for a literal or a static path.
+fn hb_arg(n: &Node) -> Option<String> {
+    match n {
+        Node::Lit(v) => serde_json::to_string(v).ok(),
+        n if is_path(n) => hb_path(n),
+        _ => None,
+    }
+}
+
+impl Expr {
+    pub(crate) fn tag_shape(&self) -> TagShape {
+        match &self.node {
+            n if is_path(n) => TagShape::Var,
+            Node::Post { base, ops } if is_path(base) => {
+                for op in ops {
+                    match op {
+                        PostOp::Filter { name, .. } if *name == "default" || *name == "d" => {}
+                        PostOp::Filter { name, .. } => return TagShape::Filtered(name.to_string()),
+                        PostOp::Test { name, .. } => {
+                            return TagShape::Filtered(format!("is {name}"))
+                        }
+                    }
+                }
+                if ops.len() == 1 {
+                    TagShape::Var
+                } else {
+                    TagShape::Filtered("default".into())
+                }
+            }
+            _ => TagShape::Other,
+        }
+    }
+
+    /// The arguments of the template helper for a [`TagShape::Var`]: the
+    /// root name, then each key as a literal or a static path; then
+    /// `default=` (and `default_falsy=true`). `None` when a part cannot be
+    /// said in handlebars (a computed index, a computed default).
+    pub(crate) fn handlebars_args(&self) -> Option<String> {
+        let (path, default) = match &self.node {
+            Node::Post { base, ops } => match ops.as_slice() {
+                [PostOp::Filter { args, .. }] => (&**base, Some(args)),
+                _ => return None,
+            },
+            n => (n, None),
+        };
+        let mut out = String::new();
+        match path {
+            Node::Var { name, .. } => out.push_str(name),
+            Node::Get { base, segs, .. } => {
+                let Node::Var { name, .. } = &**base else {
+                    return None;
+                };
+                out.push_str(name);
+                for s in segs {
+                    out.push(' ');
+                    match &s.key {
+                        SegKey::Name(k) => out.push_str(&serde_json::to_string(k).ok()?),
+                        SegKey::Index(i) => out.push_str(&i.to_string()),
+                        SegKey::Expr(e) => out.push_str(&hb_path(e)?),
+                    }
+                }
+            }
+            _ => return None,
+        }
+        if let Some(args) = default {
+            let d = match args.first() {
+                Some(a) => hb_arg(a)?,
+                None => "\"\"".to_string(),
+            };
+            out.push_str(" default=");
+            out.push_str(&d);
+            if let Some(Node::Lit(v)) = args.get(1) {
+                if truthy(v) {
+                    out.push_str(" default_falsy=true");
+                }
+            } else if args.len() > 1 {
+                return None;
+            }
+        }
+        Some(out)
+    }
 }
 
 // ---------------------------------------------------------------- evaluation
