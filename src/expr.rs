@@ -1136,7 +1136,8 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 /// Looks `key` up in `v` as Jinja does: a mapping by key, a list or string
-/// by index (negative from the end). `None` when there is nothing there.
+/// by index (negative from the end); `.length` of a list or string, as
+/// handlebars.js has it. `None` when there is nothing there.
 pub(crate) fn lookup<'v>(v: &'v Value, key: &Value) -> Option<Cow<'v, Value>> {
     match (v, key) {
         (Value::Object(m), Value::String(k)) => m.get(k).map(Cow::Borrowed),
@@ -1153,6 +1154,13 @@ pub(crate) fn lookup<'v>(v: &'v Value, key: &Value) -> Option<Cow<'v, Value>> {
                 .ok()
                 .and_then(|i| a.get(i))
                 .map(Cow::Borrowed)
+        }
+        // handlebars.js's `.length` of a list or string.
+        (Value::Array(a), Value::String(k)) if k == "length" => {
+            Some(Cow::Owned(Value::from(a.len())))
+        }
+        (Value::String(s), Value::String(k)) if k == "length" => {
+            Some(Cow::Owned(Value::from(s.chars().count())))
         }
         (Value::String(s), Value::Number(n)) => {
             let i = n.as_i64()?;
@@ -1744,6 +1752,8 @@ mod tests {
             ("'3.7' | int", json!(3)),
             ("'2.5' | float", json!(2.5)),
             ("services | length", json!(2)),
+            ("services.length", json!(2)),
+            ("name.length", json!(4)),
             ("'héllo' | length", json!(5)),
             ("missing | default('x')", json!("x")),
             ("missing | d(count)", json!(3)),

@@ -932,6 +932,7 @@ mod tests {
             ("{{#if enabled}}{{ hostvars['new'].ansible_host }}{{/if}}", "10.0.0.3"),
             ("{{#if enabled}}{{ hostvars[inventory_hostname].ansible_host }}{{/if}}", "10.0.0.3"),
             ("{{#if enabled}}{{ item }}{{/if}}", r#"{"name":"ann","quota":10}"#),
+            ("{{#if users}}# {{ users.length }} users{{/if}}", "# 2 users"),
             ("{{#if enabled}}<&>{{ braces }}{{/if}}", "<&>{{ not a template }}"),
             ("{{! a comment }}x", "x"),
             ("\\{{ users_file }}", "{{ users_file }}"),
