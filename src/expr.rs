@@ -1844,6 +1844,15 @@ mod tests {
             ("[]", false),
             ("[1] == [1.0]", true),
             ("{{ result.rc == 0 }}", true),
+            (
+                "inventory_hostname in groups.new and not (skip | default(false) | bool)",
+                false,
+            ),
+            (
+                "inventory_hostname in hostvars and not (skip | default(false) | bool)",
+                true,
+            ),
+            ("'x' | int(-1) == -1", true),
         ];
         for (src, want) in cases {
             let e = parse(src).unwrap_or_else(|e| panic!("{src}: {e:?}"));

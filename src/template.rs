@@ -240,10 +240,9 @@ fn is_word_char(c: char) -> bool {
 fn filter_error(tpl: &str, at: usize, filter: &str) -> TemplateError {
     let (line, col) = line_col(tpl, at);
     TemplateError::new(format!(
-        "filters (`|`) are Jinja syntax; mailrun templates are handlebars and take only \
-         `{{{{ var | default(...) }}}}` (found `| {filter}` at line {line}, column {col}: `{}`); \
-         {DOC_HINT}",
-        snippet(tpl, at, 40)
+        "filters (`|`) are Jinja syntax; mailrun templates are handlebars: `| {filter}` at \
+         line {line}, column {col} (only `| default(...)` is supported in templates; \
+         filters work in `when` expressions; {DOC_HINT})"
     ))
 }
 
@@ -928,6 +927,7 @@ mod tests {
                 "",
             ),
             ("{{#with item}}{{ name }}={{ quota }}{{/with}}", "ann=10"),
+            ("{{#each users}}{{ @root.inventory_hostname }}/{{ ../port }} {{/each}}", "new/993 new/993 "),
             ("{{#each users}}{{ name | default('?') }}{{/each}}", "annbob"),
             ("{{#if enabled}}{{ hostvars['new'].ansible_host }}{{/if}}", "10.0.0.3"),
             ("{{#if enabled}}{{ hostvars[inventory_hostname].ansible_host }}{{/if}}", "10.0.0.3"),
@@ -988,7 +988,10 @@ mod tests {
             ("{{", "unclosed `{{` at line 1, column 1"),
             ("a\n  {{ x }", "unclosed `{{` at line 2, column 3"),
             ("{{ x | lower }}", "filters (`|`) are Jinja syntax"),
-            ("{{ x | lower }}", "`| lower` at line 1, column 6"),
+            (
+                "{{ x | lower }}",
+                "`| lower` at line 1, column 6 (only `| default(...)`",
+            ),
             ("{{#if x | bool}}y{{/if}}", "filters (`|`) are Jinja syntax"),
             ("{{ x is defined }}", "is not a variable"),
             ("{{ x | bool }}", "`| bool`"),
