@@ -1671,6 +1671,17 @@ pub fn eval(e: &Expr, vars: &Value) -> Result<Value, ExprError> {
     Ok(ev.force(v)?.into_owned())
 }
 
+/// Evaluates and hands the value to `f` without copying it.
+pub(crate) fn eval_with<R>(
+    e: &Expr,
+    vars: &Value,
+    f: impl FnOnce(&Value) -> R,
+) -> Result<R, ExprError> {
+    let ev = Ev { src: &e.src, vars };
+    let v = ev.eval(&e.node)?;
+    Ok(f(ev.force(v)?.as_ref()))
+}
+
 /// Evaluates to a boolean with Ansible/Jinja truthiness.
 pub fn eval_bool(e: &Expr, vars: &Value) -> Result<bool, ExprError> {
     let ev = Ev { src: &e.src, vars };

@@ -233,6 +233,28 @@ fn bracket_depth(body: &str) -> usize {
     max
 }
 
+/// An upper bound of the nesting handlebars' parser would see: blocks
+/// plus brackets, quotes ignored.
+fn crude_depth(tpl: &str) -> usize {
+    let (mut blocks, mut brackets, mut max) = (0usize, 0usize, 0usize);
+    let b = tpl.as_bytes();
+    for (i, c) in b.iter().enumerate() {
+        match c {
+            b'{' if b.get(i + 1) == Some(&b'{') && matches!(b.get(i + 2), Some(b'#' | b'^')) => {
+                blocks += 1
+            }
+            b'{' if b.get(i + 1) == Some(&b'{') && b.get(i + 2) == Some(&b'/') => {
+                blocks = blocks.saturating_sub(1)
+            }
+            b'(' | b'[' => brackets += 1,
+            b')' | b']' => brackets = brackets.saturating_sub(1),
+            _ => {}
+        }
+        max = max.max(blocks + brackets);
+    }
+    max
+}
+
 fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || matches!(c, '_' | '-' | '$' | ':')
 }
@@ -291,6 +313,11 @@ fn scan(tpl: &str) -> Result<Scan<'_>, TemplateError> {
             }
         }
         if tpl[s..].starts_with("{{{{") {
+            // Raw blocks: handlebars gets the text as it is; only make sure
+            // its parser cannot recurse too deep.
+            if crude_depth(tpl) > MAX_DEPTH {
+                return Err(err_at(tpl, s, "template nested too deeply"));
+            }
             sc.needs_handlebars = true;
             sc.verbatim = true;
             sc.whole_context = true;
@@ -737,7 +764,7 @@ fn render_scanned(tpl: &str, sc: &Scan<'_>, vars: &Value) -> Result<String, Temp
                 Part::Text(t) => out.push_str(t),
                 Part::Tag(Tag {
                     kind: Kind::Var(e), ..
-                }) => out.push_str(&value_text(&expr::eval(e, vars)?)),
+                }) => expr::eval_with(e, vars, |v| out.push_str(&value_text(v)))?,
                 Part::Tag(_) => {}
             }
         }
@@ -1072,6 +1099,12 @@ mod tests {
             ")".repeat(1_000)
         );
         assert!(check_syntax(&deep_parens).is_err());
+        let raw_deep = format!(
+            "{{{{{{{{raw}}}}}}}}x{{{{{{{{/raw}}}}}}}}{}",
+            "{{#if a}}".repeat(1_000)
+        );
+        assert!(check_syntax(&raw_deep).is_err());
+        assert!(render(&raw_deep).is_err());
         let deep_index = format!("{{{{ a{} }}}}", "[0]".repeat(10_000));
         assert!(render(&deep_index).is_err());
         let deep_expr = format!("{{{{ {}a{} }}}}", "(".repeat(10_000), ")".repeat(10_000));
