@@ -358,6 +358,12 @@ impl MarkedEventReceiver for Builder {
                 }) = self.stack.pop()
                 {
                     let pairs = self.finish_map(pairs);
+                    // A block mapping starts at its first key (the parser's
+                    // mark for it can point past that key).
+                    let pos = match pairs.first() {
+                        Some((k, _)) if (k.pos.line, k.pos.col) < (pos.line, pos.col) => k.pos,
+                        _ => pos,
+                    };
                     let node = Node {
                         value: Yaml::Map(pairs),
                         pos,

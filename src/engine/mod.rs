@@ -167,6 +167,9 @@ struct NodeState {
     waiting: usize,
     /// Why this node must not run (an upstream failure), if so.
     blocked: Option<String>,
+    /// Blocked through a `needs` edge: reported as skipped with the reason,
+    /// even on a host that has failed.
+    need_blocked: bool,
 }
 
 /// Runs the planned graph to the end (or to an interrupt) and returns the
@@ -368,8 +371,13 @@ impl Scheduler {
         } else {
             &p.tasks[idx]
         };
-        // A failed host's remaining tasks end quietly, as in Ansible.
-        if let Some(t) = self.failed_hosts.get(&host) {
+        // A failed host's remaining tasks end quietly, as in Ansible (but
+        // what `needs` a failed task says why it was skipped).
+        let failed_host = self
+            .failed_hosts
+            .get(&host)
+            .filter(|_| !self.state[n.index()].need_blocked);
+        if let Some(t) = failed_host {
             let reason = format!("the host failed at task '{t}'");
             self.state[n.index()].blocked.get_or_insert(reason);
             return None;
@@ -532,7 +540,10 @@ impl Scheduler {
         for (t, kind) in succ {
             let st = &mut self.state[t.index()];
             if let Some(r) = &reason {
-                if kind != EdgeKind::Barrier && st.blocked.is_none() {
+                if kind == EdgeKind::Need && !st.need_blocked {
+                    st.blocked = Some(r.clone());
+                    st.need_blocked = true;
+                } else if kind == EdgeKind::Order && st.blocked.is_none() {
                     st.blocked = Some(r.clone());
                 }
             }
