@@ -129,7 +129,7 @@ fn mutated_inputs_never_panic() {
         let p = path.clone();
         let s = src.clone();
         let outcome = std::panic::catch_unwind(move || {
-            let _ = mailrun::playbook::load(&[p.clone()], &Default::default());
+            let _ = mailrun::playbook::load(std::slice::from_ref(&p), &Default::default());
             let _ = mailrun::inventory::Inventory::load(&[p.display().to_string()]);
             let _ = mailrun::yaml::parse(&s, &p);
         });

@@ -641,7 +641,7 @@ fn ctrl_c_stops_new_tasks_prints_the_recap_and_exits_99() {
 "#,
     );
     let root = format!("root={}", p.path().display());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailrun"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mailrun"))
         .current_dir(p.path())
         .args(["i.yml", "-i", "hosts.ini", "--output", "json", "-e", &root])
         .stdin(std::process::Stdio::null())

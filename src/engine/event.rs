@@ -47,6 +47,7 @@ pub struct DiffText {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // short-lived, passed by reference
 pub enum Event {
     PlayStart {
         play: usize,
