@@ -35,7 +35,7 @@ const MAX_VALUE_DEPTH: usize = 128;
 /// Name of the helper variable tags are rewritten to.
 const VAR_HELPER: &str = "mailrun_var";
 
-const DOC_HINT: &str = "see docs/expressions.md";
+const DOC_HINT: &str = "see \"Templates and expressions\" in the README";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TemplateError {
