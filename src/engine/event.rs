@@ -85,6 +85,9 @@ pub enum Event {
         diff: Option<DiffText>,
         ignored: bool,
         no_log: bool,
+        /// The per-host summary of a loop, after its item results.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        summary: bool,
     },
     /// Every host of the task is done (ran, skipped, or left out).
     TaskEnd {

@@ -402,6 +402,7 @@ impl Scheduler {
                 diff: None,
                 ignored: false,
                 no_log: false,
+                summary: false,
             });
             return None;
         }

@@ -393,17 +393,14 @@ impl Shared {
         let blocking = unreachable || (any_failed && !ignored);
         if looped {
             let msg = (status == Status::Failed).then(|| "One or more items failed".to_string());
-            self.emit_result(
-                play_idx,
-                task,
-                host,
-                None,
-                status,
-                msg,
-                None,
-                (!task.no_log).then_some(result),
-                ignored,
+            let result = (!task.no_log).then_some(result);
+            let mut e = self.result_event(
+                play_idx, task, host, None, status, msg, None, result, ignored,
             );
+            if let Event::HostResult { summary, .. } = &mut e {
+                *summary = true;
+            }
+            self.emit(e);
         }
         NodeResult {
             status,
@@ -500,7 +497,7 @@ impl Shared {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn emit_result(
+    fn result_event(
         &self,
         play: usize,
         task: &Task,
@@ -511,9 +508,9 @@ impl Shared {
         stderr: Option<String>,
         result: Option<Value>,
         ignored: bool,
-    ) {
+    ) -> Event {
         let hidden = task.no_log;
-        self.emit(Event::HostResult {
+        Event::HostResult {
             play,
             index: task.index,
             handler: task.handler,
@@ -535,7 +532,25 @@ impl Shared {
             diff: None,
             ignored,
             no_log: hidden,
-        });
+            summary: false,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit_result(
+        &self,
+        play: usize,
+        task: &Task,
+        host: &str,
+        item: Option<String>,
+        status: Status,
+        msg: Option<String>,
+        stderr: Option<String>,
+        result: Option<Value>,
+        ignored: bool,
+    ) {
+        let e = self.result_event(play, task, host, item, status, msg, stderr, result, ignored);
+        self.emit(e);
     }
 
     fn emit_diff(&self, play: usize, task: &Task, host: &str, d: DiffText) {
@@ -554,6 +569,7 @@ impl Shared {
             diff: Some(d),
             ignored: false,
             no_log: false,
+            summary: false,
         });
     }
 

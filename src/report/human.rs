@@ -202,9 +202,14 @@ impl<W: Write + Send> Reporter for Human<W> {
                 result,
                 diff,
                 ignored,
+                summary,
                 ..
             } => {
                 let key = (*play, *index, *handler);
+                // A loop's items were shown; its summary only when it failed.
+                if *summary && *status != Status::Failed {
+                    return;
+                }
                 self.titles
                     .entry(key)
                     .or_insert_with(|| title(*handler, task));
@@ -286,6 +291,7 @@ mod tests {
             diff: None,
             ignored: false,
             no_log: false,
+            summary: false,
         }
     }
 
