@@ -877,11 +877,24 @@ fn cond(v: &Node, src: &Src) -> Result<Cond, Error> {
             Ok(Cond::All(exprs))
         }
         Yaml::Str(s) => expr::parse(s).map(|e| Cond::All(vec![e])).map_err(|e| {
+            // A quoted scalar's text starts one column after the quote; a
+            // multi-line scalar is pointed at where it starts.
+            let quoted = src
+                .text
+                .lines()
+                .nth(v.pos.line.saturating_sub(1))
+                .and_then(|l| l.chars().nth(v.pos.col.saturating_sub(1)))
+                .is_some_and(|c| c == '"' || c == '\'');
+            let col = if s.contains('\n') {
+                v.pos.col
+            } else {
+                v.pos.col + usize::from(quoted) + e.col.unwrap_or(1) - 1
+            };
             let pos = Pos {
                 line: v.pos.line,
-                col: v.pos.col + e.col.unwrap_or(1) - 1,
+                col,
             };
-            src.err(pos, format!("in expression `{s}`: {}", e.msg))
+            src.err_help(pos, format!("in expression `{s}`: {}", e.msg), None)
         }),
         Yaml::Int(_) | Yaml::Float(_) => {
             let s = v.key_string();
