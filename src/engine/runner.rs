@@ -232,7 +232,7 @@ impl Shared {
             },
         };
         if items.is_empty() {
-            self.emit_result(
+            self.emit(self.result_event(
                 play_idx,
                 task,
                 host,
@@ -242,7 +242,7 @@ impl Shared {
                 None,
                 None,
                 false,
-            );
+            ));
             return NodeResult {
                 status: Status::Skipped,
                 blocking: false,
@@ -268,7 +268,7 @@ impl Shared {
                     Ok(true) => {}
                     Ok(false) => {
                         if looped {
-                            self.emit_result(
+                            self.emit(self.result_event(
                                 play_idx,
                                 task,
                                 host,
@@ -278,11 +278,11 @@ impl Shared {
                                 None,
                                 None,
                                 false,
-                            );
+                            ));
                             results.push(serde_json::json!({"skipped": true, "changed": false, "item": item}));
                             continue;
                         }
-                        self.emit_result(
+                        self.emit(self.result_event(
                             play_idx,
                             task,
                             host,
@@ -292,7 +292,7 @@ impl Shared {
                             None,
                             None,
                             false,
-                        );
+                        ));
                         return NodeResult {
                             status: Status::Skipped,
                             blocking: false,
@@ -337,7 +337,7 @@ impl Shared {
                     .and_then(Value::as_str)
                     .map(str::to_string);
                 let shown = (!task.no_log).then(|| r.result.clone());
-                self.emit_result(
+                self.emit(self.result_event(
                     play_idx,
                     task,
                     host,
@@ -347,7 +347,7 @@ impl Shared {
                     stderr.filter(|_| status == Status::Failed),
                     shown,
                     r.ignored,
-                );
+                ));
                 if let Some(d) = diff_text(&r.outcome).filter(|_| self.opts.diff && !task.no_log) {
                     self.emit_diff(play_idx, task, host, d);
                 }
@@ -448,9 +448,9 @@ impl Shared {
             .map(str::to_string)
             .filter(|_| status == Status::Failed);
         let shown = (!task.no_log).then(|| r.result.clone());
-        self.emit_result(
+        self.emit(self.result_event(
             play_idx, task, host, item, status, msg, stderr, shown, r.ignored,
-        );
+        ));
         if let Some(d) = diff_text(&r.outcome).filter(|_| self.opts.diff && !task.no_log) {
             self.emit_diff(play_idx, task, host, d);
         }
@@ -534,23 +534,6 @@ impl Shared {
             no_log: hidden,
             summary: false,
         }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn emit_result(
-        &self,
-        play: usize,
-        task: &Task,
-        host: &str,
-        item: Option<String>,
-        status: Status,
-        msg: Option<String>,
-        stderr: Option<String>,
-        result: Option<Value>,
-        ignored: bool,
-    ) {
-        let e = self.result_event(play, task, host, item, status, msg, stderr, result, ignored);
-        self.emit(e);
     }
 
     fn emit_diff(&self, play: usize, task: &Task, host: &str, d: DiffText) {
