@@ -703,3 +703,27 @@ fn blocks_pass_when_tags_and_vars_to_their_tasks() {
     assert_eq!(p.read("block").unwrap(), "inside\n");
     assert!(p.exists("deep") && !p.exists("never"));
 }
+
+#[test]
+fn a_handler_can_notify_a_later_handler() {
+    let p = Project::new();
+    p.file(
+        "hh.yml",
+        r#"
+- hosts: localhost
+  tasks:
+    - command: "true"
+      notify: first
+  handlers:
+    - name: first
+      shell: echo 1 >> {{ root }}/h
+      notify: second
+    - name: second
+      listen: second
+      shell: echo 2 >> {{ root }}/h
+"#,
+    );
+    let r = p.play("hh.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p.read("h").unwrap(), "1\n2\n");
+}

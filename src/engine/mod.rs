@@ -491,7 +491,7 @@ impl Scheduler {
                 });
             }
         }
-        if res.changed && !handler {
+        if res.changed {
             for name in &task.notify {
                 for (hi, h) in p.handlers.iter().enumerate() {
                     if &h.name == name || h.listen.contains(name) {

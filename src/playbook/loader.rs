@@ -340,7 +340,7 @@ impl Loader<'_> {
             t.handler = true;
         }
         // Handlers of a play must exist for every notify.
-        for task in &play.tasks {
+        for task in play.tasks.iter().chain(&play.handlers) {
             for n in &task.notify {
                 let found = play
                     .handlers
