@@ -727,3 +727,47 @@ fn a_handler_can_notify_a_later_handler() {
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(p.read("h").unwrap(), "1\n2\n");
 }
+
+#[test]
+fn adhoc_runs_one_module() {
+    let p = Project::new();
+    let r = p.run_raw(&[
+        "adhoc",
+        "pair",
+        "-m",
+        "shell",
+        "-a",
+        "echo hi from {{ inventory_hostname }}",
+        "-i",
+        "hosts.ini",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let stdout: Vec<String> = r
+        .results("shell")
+        .iter()
+        .map(|e| e["result"]["stdout"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        stdout.contains(&"hi from alpha".to_string())
+            && stdout.contains(&"hi from beta".to_string()),
+        "{}",
+        r.all()
+    );
+    let r = p.run_raw(&[
+        "adhoc",
+        "localhost",
+        "-m",
+        "file_copy",
+        "-a",
+        r#"{"content": "x", "dst": "/tmp/nope"}"#,
+        "-i",
+        "hosts.ini",
+    ]);
+    assert_eq!(r.code, 4, "{}", r.all());
+    assert!(r.stderr.contains("did you mean 'dest'"), "{}", r.all());
+    let r = p.run_raw(&["adhoc", "localhost", "-m", "shel", "-i", "hosts.ini"]);
+    assert_eq!(r.code, 4, "{}", r.all());
+    assert!(r.stderr.contains("did you mean 'shell'"), "{}", r.all());
+}
