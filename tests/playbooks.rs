@@ -771,3 +771,31 @@ fn adhoc_runs_one_module() {
     assert_eq!(r.code, 4, "{}", r.all());
     assert!(r.stderr.contains("did you mean 'shell'"), "{}", r.all());
 }
+
+#[test]
+fn a_task_timeout_fails_the_task() {
+    let p = Project::new();
+    p.file(
+        "to.yml",
+        r#"
+- hosts: localhost
+  tasks:
+    - name: slow
+      shell: sleep 30; touch {{ root }}/late
+      timeout: 1
+"#,
+    );
+    let r = p.play("to.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert_eq!(r.status("slow", "localhost"), "failed");
+    let msg = r.results("slow")[0]["msg"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        msg.contains("timed out") || msg.contains("timeout"),
+        "{}",
+        r.all()
+    );
+    assert!(!p.exists("late"));
+}

@@ -662,7 +662,9 @@ impl Shared {
             attempt += 1;
             let run = module.run(&ctx, args.clone());
             let res = match ctx.timeout {
-                Some(t) => match tokio::time::timeout(t, run).await {
+                // The module ends its own commands at `t` (and says so); this
+                // is the backstop for one that does not.
+                Some(t) => match tokio::time::timeout(t + Duration::from_secs(1), run).await {
                     Ok(r) => r,
                     Err(_) => Ok(Outcome::failed(format!(
                         "the task timed out after {} s",
