@@ -799,3 +799,27 @@ fn a_task_timeout_fails_the_task() {
     );
     assert!(!p.exists("late"));
 }
+
+#[test]
+fn ansible_builtin_names_work() {
+    let p = Project::new();
+    p.file(
+        "inc.yml",
+        "- ansible.builtin.shell: echo inc > {{ root }}/inc\n",
+    );
+    p.file(
+        "fq.yml",
+        r#"
+- hosts: localhost
+  tasks:
+    - ansible.builtin.command: echo hi
+      register: out
+    - ansible.builtin.assert:
+        that: out.stdout == 'hi'
+    - ansible.builtin.include_tasks: inc.yml
+"#,
+    );
+    let r = p.play("fq.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p.read("inc").unwrap(), "inc\n");
+}

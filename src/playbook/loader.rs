@@ -394,7 +394,7 @@ impl Loader<'_> {
             }
             if let Some((k, v)) = map
                 .iter()
-                .find(|(k, _)| INCLUDE_KEYS.contains(&k.key_string().as_str()))
+                .find(|(k, _)| INCLUDE_KEYS.contains(&short_name(&k.key_string())))
             {
                 self.include(item, k, v, src, inherit, handlers, &mut out)?;
                 continue;
@@ -625,7 +625,7 @@ impl Loader<'_> {
                 "vars" => t.vars = mapping(v, src, "vars")?,
                 "args" => extra_args = Some(v),
                 "any_errors_fatal" => t.any_errors_fatal = boolean(v, src, "any_errors_fatal")?,
-                _ if modules::get(&key).is_some() => {
+                _ if modules::get(short_name(&key)).is_some() => {
                     if let Some((first, _)) = module {
                         return Err(src.err(
                             k.pos,
@@ -662,7 +662,7 @@ impl Loader<'_> {
                 format!("this task calls no module: add one of {names}"),
             ));
         };
-        t.module = mkey.key_string();
+        t.module = short_name(&mkey.key_string()).to_string();
         let Some(m) = modules::get(&t.module) else {
             return Err(src.err(mkey.pos, format!("unknown module '{}'", t.module)));
         };
@@ -768,6 +768,14 @@ impl Inherit {
         t.ignore_errors |= self.ignore_errors;
         t.no_log |= self.no_log;
     }
+}
+
+/// A module or keyword without Ansible's collection prefix
+/// (`ansible.builtin.shell` → `shell`).
+fn short_name(name: &str) -> &str {
+    name.strip_prefix("ansible.builtin.")
+        .or_else(|| name.strip_prefix("ansible.legacy."))
+        .unwrap_or(name)
 }
 
 fn merged(a: &Map<String, Value>, b: &Map<String, Value>) -> Map<String, Value> {
