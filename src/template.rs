@@ -42,6 +42,8 @@ pub struct TemplateError {
     /// The undefined variable, when that is the cause.
     pub var: Option<String>,
     pub msg: String,
+    /// Where in the template text (a byte offset) a syntax error is.
+    pub offset: Option<usize>,
 }
 
 impl std::fmt::Display for TemplateError {
@@ -57,13 +59,20 @@ impl TemplateError {
         TemplateError {
             var: None,
             msg: msg.into(),
+            offset: None,
         }
+    }
+
+    fn at(mut self, offset: usize) -> TemplateError {
+        self.offset = Some(offset);
+        self
     }
 
     fn undefined(var: String) -> TemplateError {
         TemplateError {
             msg: format!("undefined variable '{var}'"),
             var: Some(var),
+            offset: None,
         }
     }
 }
@@ -73,6 +82,7 @@ impl From<expr::ExprError> for TemplateError {
         TemplateError {
             var: e.var,
             msg: e.msg,
+            offset: None,
         }
     }
 }
@@ -147,6 +157,7 @@ fn err_at(tpl: &str, at: usize, what: &str) -> TemplateError {
         "{what} at line {line}, column {col}: `{}`",
         snippet(tpl, at, 40)
     ))
+    .at(at)
 }
 
 /// Byte offset of the `close` that ends a tag opened before `from`,
@@ -266,6 +277,7 @@ fn filter_error(tpl: &str, at: usize, filter: &str) -> TemplateError {
          line {line}, column {col} (only `| default(...)` is supported in templates; \
          filters work in `when` expressions; {DOC_HINT})"
     ))
+    .at(at)
 }
 
 /// `{% if %}` and friends: Jinja statements, not handlebars.
@@ -506,6 +518,7 @@ fn not_a_variable(tpl: &str, at: usize, body: &str) -> TemplateError {
          substitute variables (`{{{{ path }}}}`, `{{{{ path | default(...) }}}}`) and run \
          handlebars helpers (`{{{{#if x}}}}…{{{{/if}}}}`); conditions belong in `when`; {DOC_HINT}"
     ))
+    .at(at)
 }
 
 // ---------------------------------------------------------------- rendering

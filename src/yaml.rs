@@ -136,6 +136,8 @@ pub fn to_json(node: &Node) -> Value {
 
 /// Parses every document of a YAML stream. `file` names the source in errors.
 pub fn parse_all(src: &str, file: &Path) -> Result<Vec<Node>, SourceError> {
+    // A UTF-8 byte order mark, as some editors write, is not content.
+    let src = src.strip_prefix('\u{feff}').unwrap_or(src);
     check_tabs(src, file)?;
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(src);

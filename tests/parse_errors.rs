@@ -32,13 +32,24 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     ),
     ("- hosts: localhost\n  tasks:\n    - command: \"true\"\n      when: x ==\n", "4:", "in expression", ""),
     ("- hosts: localhost\n  tasks:\n    - name: nothing to do\n", "3:7", "calls no module", ""),
-    ("- hosts: localhost\n  tasks:\n    - command: \"true\"\n      notify: restart dovecto\n  handlers:\n    - name: restart dovecot\n      command: \"true\"\n", "3:7", "no handler named 'restart dovecto'", "did you mean 'restart dovecot'?"),
+    ("- hosts: localhost\n  tasks:\n    - command: \"true\"\n      notify: restart dovecto\n  handlers:\n    - name: restart dovecot\n      command: \"true\"\n", "4:15", "no handler named 'restart dovecto'", "did you mean 'restart dovecot'?"),
     ("hosts: all\n", "1:1", "a playbook is a list of plays", ""),
     ("- hosts: localhost\n  tasks:\n    - command: \"true\"\n      loop: 3\n", "4:13", "loop takes a list", ""),
-    ("- hosts: localhost\n  tasks:\n    - shell: echo {{ unclosed\n", "3:14", "template", ""),
+    ("- hosts: localhost\n  tasks:\n    - shell: echo {{ unclosed\n", "3:19", "unclosed", ""),
     ("- tasks: []\n", "1:3", "needs `hosts:`", ""),
     ("- hosts: localhost\n  tasks:\n    - command: \"true\"\n      shell: \"true\"\n", "4:7", "one module", ""),
     ("- hosts: localhost\n  tasks:\n    - command:\n        cmd: \"true\"\n        chdri: /tmp\n", "5:9", "unknown argument 'chdri'", "did you mean 'chdir'?"),
+    ("- hosts: localhost\n  tasks:\n    - command: \"true\"\n      when: \"\\\"a\\\" == \\\"a\\\" and x is defnied\"\n", "4:38", "unknown test 'defnied'", "did you mean 'defined'?"),
+    ("- hosts: localhost\n  tasks:\n    - command: \"true\"\n      when: >-\n        x is defined and\n        y is defnied\n", "6:14", "unknown test", ""),
+    ("- hosts: localhost\n  tasks:\n    - debug:\n        msg: \"{{ inventory_hostname | upper }}\"\n", "4:37", "filters (`|`) are Jinja syntax", ""),
+    ("- hosts: localhost\n  tasks:\n    - shell: |\n        echo one\n        echo {{ two\n", "5:14", "unclosed", ""),
+    ("- hosts: localhost\n  tasks:\n    - shell:\n", "3:7", "missing required argument 'cmd'", ""),
+    ("- hosts: localhost\n  tasks:\n    - shell: touch {{ root }}/ran\n    - shell: \"{% if x %}echo{% endif %}\"\n", "4:15", "Jinja", ""),
+    ("- hosts: localhost\n  vars: {v: \"{{ inventory_hostname | upper }}\"}\n  tasks:\n    - shell: touch {{ root }}/ran\n", "2:36", "Jinja", ""),
+    ("- hosts: localhost\n  tasks:\n    - shell: touch {{ root }}/ran\n    - assert:\n        that: [\"x ==\"]\n", "5:9", "expected an operand", ""),
+    ("- hosts: localhost\n  tasks:\n    - shell: touch {{ root }}/ran\n    - template: src=nope.hbs dest=/tmp/x\n", "4:17", "src 'nope.hbs' not found", ""),
+    ("- hosts: localhost\n  tasks:\n    - name: \"{{ x | upper }}\"\n      shell: touch {{ root }}/ran\n", "3:19", "Jinja", ""),
+    ("- hosts: localhost\n  tasks:\n    - command:\n        cmd: \"true\"\n        argv: [\"true\"]\n", "", "command", ""),
 ];
 
 #[test]
@@ -135,4 +146,30 @@ fn mutated_inputs_never_panic() {
         });
         assert!(outcome.is_ok(), "panic on input:\n{src:?}");
     }
+}
+
+#[test]
+fn a_template_file_with_bad_syntax_is_refused_before_anything_runs() {
+    let p = Project::new();
+    p.file(
+        "t.hbs",
+        "line one\nhello {{ inventory_hostname | upper }}\n",
+    );
+    p.file("f.yml", "- hosts: localhost\n  tasks:\n    - shell: touch {{ root }}/ran\n    - template: src=t.hbs dest={{ root }}/out\n");
+    let r = p.run(&["f.yml", "-i", "hosts.ini"]);
+    assert_eq!(r.code, 4, "{}", r.all());
+    assert!(r.stderr.contains("t.hbs:2:29"), "{}", r.all());
+    assert!(!p.exists("ran"));
+}
+
+#[test]
+fn a_byte_order_mark_is_not_content() {
+    let p = Project::new();
+    p.file(
+        "f.yml",
+        "\u{feff}- hosts: localhost\n  tasks:\n    - shell: touch {{ root }}/ran\n",
+    );
+    let r = p.run(&["f.yml", "-i", "hosts.ini"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(p.exists("ran"));
 }

@@ -235,9 +235,13 @@ impl Loader<'_> {
         for (k, v) in node.as_map().unwrap_or_default() {
             let key = k.key_string();
             match key.as_str() {
-                "name" => play.name = scalar(v, src, "name")?,
+                "name" => {
+                    check_templates(v, src)?;
+                    play.name = scalar(v, src, "name")?
+                }
                 "hosts" => {
                     hosts_seen = true;
+                    check_templates(v, src)?;
                     play.hosts = match &v.value {
                         Yaml::Seq(items) => {
                             let mut parts = Vec::new();
@@ -341,19 +345,33 @@ impl Loader<'_> {
         }
         // Handlers of a play must exist for every notify.
         for task in play.tasks.iter().chain(&play.handlers) {
-            for n in &task.notify {
+            for (i, n) in task.notify.iter().enumerate() {
                 let found = play
                     .handlers
                     .iter()
                     .any(|h| &h.name == n || h.listen.contains(n));
                 if !found {
                     let names: Vec<&str> = play.handlers.iter().map(|h| h.name.as_str()).collect();
+                    let at = task.notify_at.get(i).unwrap_or(&task.origin);
                     let e = SourceError::new(
-                        &task.origin.file,
-                        task.origin.pos,
+                        &at.file,
+                        at.pos,
                         format!("notify: no handler named '{n}' in this play"),
                     );
                     return Err(e.help(did_you_mean(n, names)).into());
+                }
+            }
+        }
+        // Task names may use the play's variables and extra vars (handler
+        // names stay as written: notify refers to them).
+        let mut ctx = play.vars.clone();
+        ctx.extend(play.vars_files.clone());
+        ctx.extend(self.opts.extra_vars.clone());
+        let ctx = Value::Object(ctx);
+        for t in play.tasks.iter_mut() {
+            if t.named && template::has_template(&t.name) {
+                if let Ok(name) = template::render_str(&t.name, &ctx) {
+                    t.name = name;
                 }
             }
         }
@@ -544,6 +562,7 @@ impl Loader<'_> {
             let key = k.key_string();
             match key.as_str() {
                 "name" => {
+                    check_templates(v, src)?;
                     t.name = scalar(v, src, "name")?;
                     t.named = true;
                 }
@@ -557,7 +576,7 @@ impl Loader<'_> {
                     match &v.value {
                         Yaml::Seq(_) => t.loop_ = Some(v.to_json()),
                         Yaml::Str(s) if template::has_template(s) => {
-                            check_template(s, v.pos, src)?;
+                            check_templates(v, src)?;
                             t.loop_ = Some(v.to_json())
                         }
                         _ => {
@@ -577,7 +596,10 @@ impl Loader<'_> {
                         .ok_or_else(|| src.err(v.pos, "loop_control is a mapping"))?
                     {
                         match lk.key_string().as_str() {
-                            "label" => t.loop_label = Some(scalar(lv, src, "label")?),
+                            "label" => {
+                                check_templates(lv, src)?;
+                                t.loop_label = Some(scalar(lv, src, "label")?)
+                            }
                             "loop_var" => t.loop_var = identifier(lv, src, "loop_var")?,
                             other => {
                                 return Err(src.err_help(
@@ -591,10 +613,9 @@ impl Loader<'_> {
                 }
                 "register" => t.register = Some(identifier(v, src, "register")?),
                 "notify" => {
-                    t.notify = string_list(v, src, "notify")?
-                        .into_iter()
-                        .map(|(s, _)| s)
-                        .collect()
+                    let names = string_list(v, src, "notify")?;
+                    t.notify_at = names.iter().map(|(_, p)| src.origin(*p)).collect();
+                    t.notify = names.into_iter().map(|(s, _)| s).collect()
                 }
                 "listen" if handler => {
                     t.listen = string_list(v, src, "listen")?
@@ -617,7 +638,10 @@ impl Loader<'_> {
                         _ => return Err(src.err(v.pos, "delay takes a number of seconds")),
                     }
                 }
-                "delegate_to" => t.delegate_to = Some(scalar(v, src, "delegate_to")?),
+                "delegate_to" => {
+                    check_templates(v, src)?;
+                    t.delegate_to = Some(scalar(v, src, "delegate_to")?)
+                }
                 "run_once" => t.run_once = boolean(v, src, "run_once")?,
                 "no_log" => t.no_log = boolean(v, src, "no_log")?,
                 "timeout" => t.timeout = Some(uint(v, src, "timeout")?),
@@ -667,6 +691,8 @@ impl Loader<'_> {
             return Err(src.err(mkey.pos, format!("unknown module '{}'", t.module)));
         };
         let doc = m.doc();
+        // An empty value has no place of its own: point at the module's name.
+        let mval_pos = if mval.is_null() { mkey.pos } else { mval.pos };
         let mut args = match &mval.value {
             Yaml::Null => Map::new(),
             Yaml::Map(_) => mval.to_json().as_object().cloned().unwrap_or_default(),
@@ -710,10 +736,28 @@ impl Loader<'_> {
                         })
                     })
                 })
-                .unwrap_or(mval.pos);
+                .unwrap_or(mval_pos);
             return Err(src.err_help(pos, e.msg, e.help));
         }
         check_templates(mval, src)?;
+        // Arguments without templates can be checked in full now (types,
+        // exclusive arguments, a module's own rules such as assert's `that`).
+        if !mentions_template(&Value::Object(args.clone())) {
+            if let Err(e) = m.parse(&Value::Object(args.clone())) {
+                let pos = e
+                    .arg
+                    .as_deref()
+                    .and_then(|a| mval.get(a).map(|_| mval.as_map().unwrap_or_default()))
+                    .and_then(|m| {
+                        m.iter()
+                            .find(|(k, _)| Some(k.key_string()) == e.arg)
+                            .map(|(k, _)| k.pos)
+                    })
+                    .unwrap_or(mval_pos);
+                return Err(src.err_help(pos, e.msg, e.help));
+            }
+        }
+        check_local_files(&t.module, &args, mval, src)?;
         if !t.named {
             t.name = t.module.clone();
         }
@@ -832,10 +876,14 @@ fn uint(v: &Node, src: &Src, what: &str) -> Result<u64, Error> {
     }
 }
 
+/// A mapping of variables (or arguments); its template strings are checked.
 fn mapping(v: &Node, src: &Src, what: &str) -> Result<Map<String, Value>, Error> {
     match &v.value {
         Yaml::Null => Ok(Map::new()),
-        Yaml::Map(_) => Ok(v.to_json().as_object().cloned().unwrap_or_default()),
+        Yaml::Map(_) => {
+            check_templates(v, src)?;
+            Ok(v.to_json().as_object().cloned().unwrap_or_default())
+        }
         _ => Err(src.err(
             v.pos,
             format!("{what} is a mapping of names to values, found {}", v.kind()),
@@ -885,23 +933,11 @@ fn cond(v: &Node, src: &Src) -> Result<Cond, Error> {
             Ok(Cond::All(exprs))
         }
         Yaml::Str(s) => expr::parse(s).map(|e| Cond::All(vec![e])).map_err(|e| {
-            // A quoted scalar's text starts one column after the quote; a
-            // multi-line scalar is pointed at where it starts.
-            let quoted = src
-                .text
-                .lines()
-                .nth(v.pos.line.saturating_sub(1))
-                .and_then(|l| l.chars().nth(v.pos.col.saturating_sub(1)))
-                .is_some_and(|c| c == '"' || c == '\'');
-            let col = if s.contains('\n') {
-                v.pos.col
-            } else {
-                v.pos.col + usize::from(quoted) + e.col.unwrap_or(1) - 1
-            };
-            let pos = Pos {
-                line: v.pos.line,
-                col,
-            };
+            let offset = s
+                .char_indices()
+                .nth(e.col.unwrap_or(1).saturating_sub(1))
+                .map_or(s.len(), |(i, _)| i);
+            let pos = locate(src, v, s, offset);
             src.err_help(pos, format!("in expression `{s}`: {}", e.msg), None)
         }),
         Yaml::Int(_) | Yaml::Float(_) => {
@@ -920,14 +956,138 @@ fn cond(v: &Node, src: &Src) -> Result<Cond, Error> {
     }
 }
 
-fn check_template(s: &str, pos: Pos, src: &Src) -> Result<(), Error> {
-    template::check_syntax(s).map_err(|e| src.err(pos, format!("template error: {e}")))
+/// `file_copy`/`template` with a plain `src`: the file must exist on this
+/// machine, and a template must parse, before anything runs.
+fn check_local_files(
+    module: &str,
+    args: &Map<String, Value>,
+    mval: &Node,
+    src: &Src,
+) -> Result<(), Error> {
+    if module != "file_copy" && module != "template" {
+        return Ok(());
+    }
+    let Some(name) = args
+        .get("src")
+        .and_then(Value::as_str)
+        .filter(|n| !looks_templated(n))
+    else {
+        return Ok(());
+    };
+    let at = mval.get("src").map_or(mval.pos, |n| n.pos);
+    let path = resolve(&dir_of(src.file), name);
+    if !path.is_file() {
+        return Err(src.err(
+            at,
+            format!(
+                "{module}: src '{name}' not found (looked for {})",
+                path.display()
+            ),
+        ));
+    }
+    if module == "template" {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| src.err(at, format!("template: cannot read {}: {e}", path.display())))?;
+        if let Err(e) = template::check_syntax(&text) {
+            let before = text.get(..e.offset.unwrap_or(0)).unwrap_or("");
+            let pos = Pos {
+                line: before.matches('\n').count() + 1,
+                col: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+            };
+            return Err(SourceError::with_source(
+                &path,
+                &text,
+                pos,
+                format!("template error: {e}"),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// A string that looks like a template (handlebars, or Jinja to refuse).
+fn looks_templated(s: &str) -> bool {
+    template::has_template(s) || (s.contains("{%") && s.contains("%}"))
+}
+
+fn mentions_template(v: &Value) -> bool {
+    match v {
+        Value::String(s) => looks_templated(s),
+        Value::Array(a) => a.iter().any(mentions_template),
+        Value::Object(o) => o.values().any(mentions_template),
+        _ => false,
+    }
+}
+
+fn check_template(s: &str, node: &Node, src: &Src) -> Result<(), Error> {
+    template::check_syntax(s).map_err(|e| {
+        let pos = e.offset.map_or(node.pos, |o| locate(src, node, s, o));
+        src.err(pos, format!("template error: {e}"))
+    })
+}
+
+/// Where the text at `offset` (bytes) of a scalar's value stands in the
+/// file: the value is walked beside its source (quotes, escapes, folded
+/// lines and block indentation skipped), so the caret lands on the token.
+fn locate(src: &Src, node: &Node, value: &str, offset: usize) -> Pos {
+    let text = src.text;
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(node.pos.line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let Some(line) = text.get(line_start..) else {
+        return node.pos;
+    };
+    let mut sp = line_start
+        + line
+            .char_indices()
+            .nth(node.pos.col.saturating_sub(1))
+            .map_or(0, |(i, _)| i);
+    match text.get(sp..).and_then(|r| r.chars().next()) {
+        Some('|' | '>') => {
+            sp = text
+                .get(sp..)
+                .and_then(|r| r.find('\n'))
+                .map_or(text.len(), |i| sp + i + 1)
+        }
+        Some('"' | '\'') => sp += 1,
+        _ => {}
+    }
+    let mut offset = offset.min(value.len());
+    while !value.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let rest = |sp: usize| text.get(sp..).unwrap_or("");
+    for d in value[..offset].chars() {
+        if d.is_whitespace() {
+            let skip: usize = rest(sp)
+                .chars()
+                .take_while(|c| c.is_whitespace())
+                .map(char::len_utf8)
+                .sum();
+            sp += skip;
+        } else if let Some((i, c)) = rest(sp).char_indices().take(8).find(|(_, c)| *c == d) {
+            sp += i + c.len_utf8();
+        }
+    }
+    // The target character itself (past any escape or line break).
+    if let Some(d) = value[offset..].chars().next() {
+        if let Some((i, _)) = rest(sp).char_indices().take(8).find(|(_, c)| *c == d) {
+            sp += i;
+        }
+    }
+    let before = text.get(..sp).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Pos { line, col }
 }
 
 /// Checks the syntax of every template string in a node.
 fn check_templates(node: &Node, src: &Src) -> Result<(), Error> {
     match &node.value {
-        Yaml::Str(s) if template::has_template(s) => check_template(s, node.pos, src),
+        Yaml::Str(s) if looks_templated(s) => check_template(s, node, src),
         Yaml::Seq(items) => items.iter().try_for_each(|i| check_templates(i, src)),
         Yaml::Map(pairs) => pairs.iter().try_for_each(|(_, v)| check_templates(v, src)),
         _ => Ok(()),

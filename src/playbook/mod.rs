@@ -97,6 +97,8 @@ pub struct Task {
     pub loop_label: Option<String>,
     pub register: Option<String>,
     pub notify: Vec<String>,
+    /// Where each `notify` name was written.
+    pub notify_at: Vec<Origin>,
     /// For handlers: topics from `listen`.
     pub listen: Vec<String>,
     pub tags: Vec<String>,
