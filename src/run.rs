@@ -246,8 +246,8 @@ async fn playbooks(a: PlaybookArgs) -> Result<i32> {
     }
     for p in &a.playbooks {
         if !p.is_file() {
-            return Err(Error::Options(format!(
-                "the playbook {} could not be found",
+            return Err(Error::Other(format!(
+                "the playbook: {} could not be found",
                 p.display()
             )));
         }

@@ -22,18 +22,21 @@ fn independent_branches_run_concurrently() {
     );
     let r = p.play("b.yml", &[]);
     assert_eq!(r.code, 0, "{}", r.all());
+    // Both started before either finished, and the waiter (which can only
+    // succeed while the maker runs) succeeded.
     let ev = r.events();
-    let pos = |task: &str| {
+    let first_result = ev.iter().position(|e| e["event"] == "host_result").unwrap();
+    let started = |task: &str| {
         ev.iter()
-            .position(|e| e["event"] == "host_result" && e["task"] == task)
+            .position(|e| e["event"] == "task_start" && e["task"] == task)
             .unwrap()
     };
-    assert!(pos("maker") < pos("waiter"), "{}", r.all());
-    let start_waiter = ev
-        .iter()
-        .position(|e| e["event"] == "task_start" && e["task"] == "waiter")
-        .unwrap();
-    assert!(start_waiter < pos("maker"));
+    assert!(
+        started("waiter") < first_result && started("maker") < first_result,
+        "{}",
+        r.all()
+    );
+    assert_eq!(r.status("waiter", "localhost"), "changed");
 }
 
 #[test]
@@ -521,7 +524,11 @@ fn exit_codes() {
             .code,
         5
     );
-    assert_eq!(p.run(&["missing.yml", "-i", "hosts.ini"]).code, 5);
+    assert_eq!(p.run(&["missing.yml", "-i", "hosts.ini"]).code, 1);
+    assert_eq!(
+        p.run(&["ok.yml", "-i", "hosts.ini", "-l", "nomatch"]).code,
+        1
+    );
     let r = p.run(&["ok.yml", "--syntax-check"]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stdout.contains("playbook: ok.yml"));
@@ -822,4 +829,31 @@ fn ansible_builtin_names_work() {
     let r = p.play("fq.yml", &[]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(p.read("inc").unwrap(), "inc\n");
+}
+
+#[test]
+fn run_once_runs_on_the_first_host_that_has_not_failed() {
+    let p = Project::new();
+    p.file(
+        "ro.yml",
+        r#"
+- hosts: pair
+  tasks:
+    - command: "false"
+      when: inventory_hostname == 'alpha'
+    - name: once
+      shell: echo {{ inventory_hostname }} > {{ root }}/once
+      run_once: true
+    - name: after
+      shell: touch {{ root }}/after-{{ inventory_hostname }}
+"#,
+    );
+    let r = p.play("ro.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert_eq!(p.read("once").unwrap(), "beta\n");
+    assert!(
+        p.exists("after-beta") && !p.exists("after-alpha"),
+        "{}",
+        r.all()
+    );
 }

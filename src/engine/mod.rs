@@ -119,8 +119,9 @@ pub fn plan(book: &Playbook, inv: &Inventory, opts: &RunOptions) -> Result<Plan,
     }
     if let Some(limit) = &opts.limit {
         if inv.limit(inv.hosts(), limit)?.is_empty() {
-            warnings.push(format!(
-                "Could not match supplied host pattern, ignoring: {limit}"
+            eprintln!("[WARNING]: Could not match supplied host pattern, ignoring: {limit}");
+            return Err(Error::Other(
+                "Specified inventory, host pattern and/or --limit leaves us with no hosts to target.".into(),
             ));
         }
     }
@@ -170,6 +171,8 @@ struct NodeState {
     /// Blocked through a `needs` edge: reported as skipped with the reason,
     /// even on a host that has failed.
     need_blocked: bool,
+    /// The host a `run_once` node ran on (the first that had not failed).
+    ran_on: Option<String>,
 }
 
 /// Runs the planned graph to the end (or to an interrupt) and returns the
@@ -317,8 +320,11 @@ impl Scheduler {
         } else {
             exit::OK
         };
+        // Ansible lists the recap's hosts by name.
+        let mut hosts = self.stats.clone();
+        hosts.sort_keys();
         self.shared.emit(Event::Recap {
-            hosts: self.stats.clone(),
+            hosts,
             interrupted,
             exit_code: code,
         });
@@ -334,7 +340,7 @@ impl Scheduler {
     ) -> Option<impl std::future::Future<Output = (NodeIndex, runner::NodeResult)> + Send + 'static>
     {
         let kind = self.tg.g[n].clone();
-        let (play, idx, host, handler) = match kind {
+        let (play, idx, mut host, handler) = match kind {
             NodeKind::PlayStart(p) => {
                 if !stopping {
                     let hosts = self.shared.play_hosts[p].clone();
@@ -371,6 +377,16 @@ impl Scheduler {
         } else {
             &p.tasks[idx]
         };
+        // A run_once task runs on the play's first host that has not failed.
+        if task.run_once && !handler {
+            let healthy = self.shared.play_hosts[play]
+                .iter()
+                .find(|h| !self.failed_hosts.contains_key(*h));
+            if let Some(h) = healthy {
+                host = h.clone();
+                self.state[n.index()].ran_on = Some(host.clone());
+            }
+        }
         // A failed host's remaining tasks end quietly, as in Ansible (but
         // what `needs` a failed task says why it was skipped).
         let failed_host = self
@@ -433,7 +449,8 @@ impl Scheduler {
 
     /// Counts a finished node and applies its consequences to the host.
     fn record(&mut self, n: NodeIndex, res: &runner::NodeResult) {
-        let (play, idx, host, handler) = match &self.tg.g[n] {
+        let ran_on = self.state[n.index()].ran_on.clone();
+        let (play, idx, mut host, handler) = match &self.tg.g[n] {
             NodeKind::Task { play, task, host } => (*play, *task, host.clone(), false),
             NodeKind::Handler {
                 play,
@@ -442,6 +459,9 @@ impl Scheduler {
             } => (*play, *handler, host.clone(), true),
             _ => return,
         };
+        if let Some(h) = ran_on {
+            host = h;
+        }
         let book = self.shared.book.clone();
         let p = &book.plays[play];
         let task = if handler {
@@ -544,7 +564,12 @@ impl Scheduler {
                 if kind == EdgeKind::Need && !st.need_blocked {
                     st.blocked = Some(r.clone());
                     st.need_blocked = true;
-                } else if kind == EdgeKind::Order && st.blocked.is_none() {
+                } else if kind == EdgeKind::Order
+                    && st.blocked.is_none()
+                    && !run_once_node(&self.shared.book, &self.tg.g[t])
+                {
+                    // A run_once node is shared by every host's chain: one
+                    // failed host does not stop it for the others.
                     st.blocked = Some(r.clone());
                 }
             }
@@ -590,4 +615,8 @@ fn task_key(n: &NodeKind) -> Option<(usize, usize, bool)> {
         NodeKind::Handler { play, handler, .. } => Some((*play, *handler, true)),
         _ => None,
     }
+}
+
+fn run_once_node(book: &Playbook, n: &NodeKind) -> bool {
+    matches!(n, NodeKind::Task { play, task, .. } if book.plays[*play].tasks[*task].run_once)
 }
