@@ -378,6 +378,7 @@ async fn adhoc(a: AdhocArgs) -> Result<i32> {
         delay: 5.0,
         mentions_hostvars: a.args.contains("hostvars"),
         mentions_groups: a.args.contains("groups"),
+        source: a.args.clone(),
         ..Default::default()
     };
     let play = playbook::Play {

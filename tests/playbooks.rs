@@ -857,3 +857,34 @@ fn run_once_runs_on_the_first_host_that_has_not_failed() {
         r.all()
     );
 }
+
+#[test]
+fn a_variable_whose_template_cannot_render_fails_the_task_that_uses_it() {
+    let p = Project::new();
+    p.file(
+        "v.yml",
+        r#"
+- hosts: localhost
+  vars:
+    base: "{{ undefined_root }}/mail"
+    users_file: "{{ base }}/users"
+    fine: ok
+  tasks:
+    - name: unaffected
+      shell: echo {{ fine }}
+    - name: uses it
+      shell: touch {{ users_file }}
+"#,
+    );
+    let r = p.play("v.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert_eq!(r.status("unaffected", "localhost"), "changed");
+    let msg = r.results("uses it")[0]["msg"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        msg.contains("users_file") && msg.contains("undefined_root"),
+        "{msg}"
+    );
+}

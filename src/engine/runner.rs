@@ -111,7 +111,14 @@ fn diff_text(o: &Outcome) -> Option<DiffText> {
 impl Shared {
     /// The variables a task sees on a host, lowest precedence first:
     /// inventory, play vars, vars_files, task vars, registered, extra vars.
-    pub(crate) fn vars_for(&self, play_idx: usize, play: &Play, task: &Task, host: &str) -> Value {
+    /// Also returns the variables whose templates cannot be rendered.
+    pub(crate) fn vars_for(
+        &self,
+        play_idx: usize,
+        play: &Play,
+        task: &Task,
+        host: &str,
+    ) -> (Value, Vec<(String, String)>) {
         let mut m = self
             .inv_vars
             .get(host)
@@ -172,8 +179,8 @@ impl Shared {
             }
             m.insert("hostvars".into(), Value::Object(hv));
         }
-        resolve_nested_templates(&mut m);
-        Value::Object(m)
+        let broken = resolve_nested_templates(&mut m);
+        (Value::Object(m), broken)
     }
 
     /// The connection a host uses.
@@ -204,7 +211,7 @@ impl Shared {
         host: &str,
     ) -> NodeResult {
         let play = &self.book.plays[play_idx];
-        let base_vars = self.vars_for(play_idx, play, task, host);
+        let (base_vars, broken) = self.vars_for(play_idx, play, task, host);
         let check = task.check_mode.unwrap_or(self.opts.check);
         let fail = |msg: String| ItemResult {
             outcome: Outcome::failed(msg),
@@ -212,6 +219,16 @@ impl Shared {
             ignored: task.ignore_errors,
             result: Value::Null,
         };
+        if let Some((var, why)) = broken
+            .iter()
+            .find(|(var, _)| task.source.contains(var.as_str()))
+        {
+            let r = fail(format!(
+                "task '{}' on host '{host}': variable '{var}': {why}",
+                task.name
+            ));
+            return self.report(play_idx, task, host, None, r, true);
+        }
 
         // The loop's items, or one run without an item.
         let items: Vec<Option<Value>> = match &task.loop_ {
@@ -793,9 +810,9 @@ fn kind_of(v: &Value) -> &'static str {
 
 /// Play and inventory variables may refer to other variables
 /// (`users_file: "{{ base }}/users"`): render them against the rest, a few
-/// passes deep. A variable whose template cannot be rendered stays as it is;
-/// using it later reports the error.
-fn resolve_nested_templates(m: &mut Map<String, Value>) {
+/// passes deep. Returns the variables whose templates cannot be rendered,
+/// with the reason: a task that uses one fails with it.
+fn resolve_nested_templates(m: &mut Map<String, Value>) -> Vec<(String, String)> {
     fn has_tpl(v: &Value) -> bool {
         match v {
             Value::String(s) => template::has_template(s),
@@ -810,7 +827,7 @@ fn resolve_nested_templates(m: &mut Map<String, Value>) {
         .map(|(k, _)| k.clone())
         .collect();
     if keys.is_empty() {
-        return;
+        return Vec::new();
     }
     for _ in 0..4 {
         let mut changed = false;
@@ -831,6 +848,17 @@ fn resolve_nested_templates(m: &mut Map<String, Value>) {
             break;
         }
     }
+    // What still cannot be rendered, and why.
+    let ctx = Value::Object(m.clone());
+    keys.into_iter()
+        .filter_map(|k| {
+            let v = m.get(&k)?;
+            match template::render_value(v, &ctx) {
+                Err(e) if has_tpl(v) => Some((k, e.to_string())),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// Keeps `LocalConnection` linked for hosts on this machine.

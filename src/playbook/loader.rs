@@ -765,6 +765,7 @@ impl Loader<'_> {
         let raw = node.to_json().to_string();
         t.mentions_hostvars = raw.contains("hostvars");
         t.mentions_groups = raw.contains("groups");
+        t.source = raw;
         Ok(t)
     }
 }

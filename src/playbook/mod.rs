@@ -122,6 +122,8 @@ pub struct Task {
     /// Names of variables the task's strings mention (to build only the
     /// context it needs: `hostvars`, `groups`).
     pub mentions_hostvars: bool,
+    /// The task as written (JSON), to see which variables it names.
+    pub source: String,
     pub mentions_groups: bool,
     /// Its place in the play's `tasks` (or `handlers`), and which list.
     pub index: usize,
