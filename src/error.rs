@@ -98,7 +98,7 @@ impl fmt::Display for SourceError {
             )?;
         }
         if let Some(help) = &self.help {
-            write!(f, "\n{}", help)?;
+            write!(f, "\nhelp: {help}")?;
         }
         Ok(())
     }

@@ -557,6 +557,7 @@ impl Loader<'_> {
             ..Default::default()
         };
         let mut module: Option<(&Node, &Node)> = None;
+        let mut unknown: Option<(&Node, String)> = None;
         let mut extra_args: Option<&Node> = None;
         for (k, v) in node.as_map().unwrap_or_default() {
             let key = k.key_string();
@@ -668,16 +669,35 @@ impl Loader<'_> {
                     ));
                 }
                 _ => {
-                    let mut candidates: Vec<&str> = TASK_KEYS.to_vec();
-                    candidates.extend(modules::names());
-                    let what = if handler { "handler" } else { "task" };
-                    return Err(src.err_help(
-                        k.pos,
-                        format!("unknown module or {what} key '{key}'"),
-                        did_you_mean(&key, candidates),
-                    ));
+                    // Reported after the loop, when the task's module is known.
+                    unknown.get_or_insert((k, key));
                 }
             }
+        }
+        if let Some((k, key)) = unknown {
+            let what = if handler { "handler" } else { "task" };
+            // `msg:` under `debug:` but not indented: say so.
+            let module_arg = module.and_then(|(mk, mv)| {
+                let name = short_name(&mk.key_string()).to_string();
+                let takes = modules::get(&name)?
+                    .doc()
+                    .args
+                    .iter()
+                    .any(|a| a.name == key);
+                takes.then(|| {
+                    format!(
+                        "'{key}' is an argument of {name}: indent it under `{}:`{}",
+                        mk.key_string(),
+                        if mv.is_null() { "" } else { " with the others" }
+                    )
+                })
+            });
+            let help = module_arg.or_else(|| {
+                let mut candidates: Vec<&str> = TASK_KEYS.to_vec();
+                candidates.extend(modules::names());
+                did_you_mean(&key, candidates)
+            });
+            return Err(src.err_help(k.pos, format!("unknown module or {what} key '{key}'"), help));
         }
         let Some((mkey, mval)) = module else {
             let names = modules::names().join(", ");
