@@ -737,45 +737,28 @@ impl Loader<'_> {
                 args.entry(k).or_insert(v);
             }
         }
-        if let Err(e) = modules::args::validate(&doc, &args) {
-            let pos = e
-                .arg
-                .as_deref()
-                .and_then(|a| {
-                    mval.as_map()
-                        .and_then(|m| m.iter().find(|(k, _)| k.key_string() == a))
-                        .map(|(k, _)| k.pos)
-                })
-                .or_else(|| {
-                    extra_args.and_then(|x| {
-                        e.arg.as_deref().and_then(|a| {
-                            x.as_map()?
-                                .iter()
-                                .find(|(k, _)| k.key_string() == a)
-                                .map(|(k, _)| k.pos)
-                        })
-                    })
-                })
+        // An argument error points at the argument's key (in the module's
+        // mapping or in `args:`), else at the module's value.
+        let refuse = |e: crate::module::ArgError| {
+            let key_pos = |n: &Node| {
+                let a = e.arg.as_deref()?;
+                n.as_map()?
+                    .iter()
+                    .find(|(k, _)| k.key_string() == a)
+                    .map(|(k, _)| k.pos)
+            };
+            let pos = key_pos(mval)
+                .or_else(|| extra_args.and_then(key_pos))
                 .unwrap_or(mval_pos);
-            return Err(src.err_help(pos, e.msg, e.help));
-        }
+            src.err_help(pos, e.msg, e.help)
+        };
+        modules::args::validate(&doc, &args).map_err(refuse)?;
         check_templates(mval, src)?;
         // Arguments without templates can be checked in full now (types,
         // exclusive arguments, a module's own rules such as assert's `that`).
-        if !mentions_template(&Value::Object(args.clone())) {
-            if let Err(e) = m.parse(&Value::Object(args.clone())) {
-                let pos = e
-                    .arg
-                    .as_deref()
-                    .and_then(|a| mval.get(a).map(|_| mval.as_map().unwrap_or_default()))
-                    .and_then(|m| {
-                        m.iter()
-                            .find(|(k, _)| Some(k.key_string()) == e.arg)
-                            .map(|(k, _)| k.pos)
-                    })
-                    .unwrap_or(mval_pos);
-                return Err(src.err_help(pos, e.msg, e.help));
-            }
+        let value = Value::Object(args.clone());
+        if !mentions_template(&value) {
+            m.parse(&value).map_err(refuse)?;
         }
         check_local_files(&t.module, &args, mval, src)?;
         if !t.named {
