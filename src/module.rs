@@ -46,7 +46,8 @@ pub struct Diff {
 pub struct Outcome {
     pub changed: bool,
     pub failed: bool,
-    /// The module decided not to act (e.g. `creates` exists).
+    /// The module did not act and says so: shown as `skipped` (e.g. a
+    /// command in check mode, which Ansible does not run either).
     pub skipped: bool,
     pub msg: Option<String>,
     pub diff: Option<Diff>,

@@ -888,3 +888,109 @@ fn a_variable_whose_template_cannot_render_fails_the_task_that_uses_it() {
         "{msg}"
     );
 }
+
+#[test]
+fn second_qa_pass_semantics() {
+    let p = Project::new();
+    // ignore_errors holds for a loop whatever item fails.
+    p.file(
+        "lp.yml",
+        r#"
+- hosts: localhost
+  tasks:
+    - shell: "test {{ item }} = b"
+      loop: [a, b]
+      ignore_errors: true
+    - name: next
+      shell: touch {{ root }}/next
+"#,
+    );
+    let r = p.play("lp.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(p.exists("next"));
+    assert_eq!(r.recap()["hosts"]["localhost"]["ignored"], 1);
+
+    // any_errors_fatal: no host runs ahead of a slower one that fails.
+    p.file(
+        "aef.yml",
+        r#"
+- hosts: pair
+  any_errors_fatal: true
+  tasks:
+    - name: precheck
+      shell: "if [ {{ inventory_hostname }} = beta ]; then sleep 0.5; exit 1; fi"
+    - name: destructive
+      shell: touch {{ root }}/destroyed-{{ inventory_hostname }}
+"#,
+    );
+    let r = p.play("aef.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        !p.exists("destroyed-alpha") && !p.exists("destroyed-beta"),
+        "{}",
+        r.all()
+    );
+
+    // A play without needs waits for every earlier play, even past one with needs: [].
+    p.file(
+        "order.yml",
+        r#"
+- hosts: alpha
+  tasks:
+    - shell: sleep 0.5; touch {{ root }}/flag
+- hosts: beta
+  needs: []
+  tasks:
+    - command: "true"
+- hosts: alpha
+  tasks:
+    - shell: test -f {{ root }}/flag
+"#,
+    );
+    let r = p.play("order.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    // pause asks once per play; commands are not run in check mode.
+    p.file(
+        "pz.yml",
+        r#"
+- hosts: pair
+  tasks:
+    - name: ask
+      pause:
+        prompt: Switch the MX
+    - name: cmd
+      shell: touch {{ root }}/ran
+"#,
+    );
+    let r = p.play("pz.yml", &["--yes", "--check"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.results("ask").len(), 1, "{}", r.all());
+    assert_eq!(r.status("cmd", "alpha"), "skipped");
+    assert!(!p.exists("ran"));
+
+    // Variables whose templates refer to each other are an error, not text.
+    p.file(
+        "cyc.yml",
+        r#"
+- hosts: localhost
+  vars:
+    a: "{{ b }}"
+    b: "{{ a }}"
+  tasks:
+    - name: show
+      debug:
+        msg: "{{ a }}"
+"#,
+    );
+    let r = p.play("cyc.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.results("show")[0]["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("refers back to itself"),
+        "{}",
+        r.all()
+    );
+}

@@ -18,6 +18,9 @@ use std::fmt::Write;
 pub enum NodeKind {
     PlayStart(usize),
     PlayEnd(usize),
+    /// Every host has done the play's task before this index (a play or
+    /// task with `any_errors_fatal` moves in step, as Ansible's).
+    Step(usize, usize),
     Task {
         play: usize,
         task: usize,
@@ -78,8 +81,12 @@ pub fn build(book: &Playbook, plan: &[PlanPlay]) -> TaskGraph {
         starts.push(start);
         ends.push(end);
         g.add_edge(start, end, EdgeKind::Barrier);
-        if !play.needs_given && pi > 0 {
-            g.add_edge(ends[pi - 1], start, EdgeKind::Barrier);
+        // Ansible's order: after every earlier play (an earlier play with
+        // `needs` does not wait for the ones before it; this one still does).
+        if !play.needs_given {
+            for &end_before in &ends[..pi] {
+                g.add_edge(end_before, start, EdgeKind::Barrier);
+            }
         }
         let mut shared: HashMap<usize, NodeIndex> = HashMap::new();
         for host in &pp.hosts {
@@ -137,6 +144,21 @@ pub fn build(book: &Playbook, plan: &[PlanPlay]) -> TaskGraph {
             }
             for t in tails {
                 g.update_edge(t, end, EdgeKind::Order);
+            }
+        }
+        // any_errors_fatal: every host finishes a task before any starts the next.
+        if play.strategy == Strategy::Linear {
+            for w in pp.tasks.windows(2) {
+                if !(play.any_errors_fatal || play.tasks[w[0]].any_errors_fatal) {
+                    continue;
+                }
+                let step = g.add_node(NodeKind::Step(pi, w[1]));
+                for &n in task_nodes.get(&(pi, w[0])).into_iter().flatten() {
+                    g.update_edge(n, step, EdgeKind::Barrier);
+                }
+                for &n in task_nodes.get(&(pi, w[1])).into_iter().flatten() {
+                    g.update_edge(step, n, EdgeKind::Barrier);
+                }
             }
         }
     }
@@ -237,7 +259,9 @@ pub fn check_cycles(book: &Playbook) -> Result<(), Error> {
                     .map(|(_, o)| o.clone())
                     .unwrap_or_else(|| t.origin.clone())
             }
-            NodeKind::PlayStart(p) | NodeKind::PlayEnd(p) => book.plays[*p].origin.clone(),
+            NodeKind::PlayStart(p) | NodeKind::PlayEnd(p) | NodeKind::Step(p, _) => {
+                book.plays[*p].origin.clone()
+            }
             NodeKind::Handler { play, .. } => book.plays[*play].origin.clone(),
         };
         let msg = format!(
@@ -257,7 +281,7 @@ fn describe(book: &Playbook, n: &NodeKind) -> Option<String> {
         }
         NodeKind::PlayStart(p) => Some(format!("start of play '{}'", book.plays[*p].name)),
         NodeKind::PlayEnd(p) => Some(format!("end of play '{}'", book.plays[*p].name)),
-        NodeKind::Handler { .. } => None,
+        NodeKind::Handler { .. } | NodeKind::Step(..) => None,
     }
 }
 
@@ -275,6 +299,10 @@ pub fn to_dot(book: &Playbook, tg: &TaskGraph) -> String {
             NodeKind::PlayEnd(p) => (
                 format!("play {}: {} (end)", p + 1, book.plays[*p].name),
                 "oval",
+            ),
+            NodeKind::Step(p, t) => (
+                format!("all hosts before '{}'", book.plays[*p].tasks[*t].name),
+                "point",
             ),
             NodeKind::Task { play, task, host } => (
                 format!("{} @ {}", book.plays[*play].tasks[*task].name, host),
@@ -547,5 +575,59 @@ mod tests {
             plays: vec![p],
         };
         assert!(check_cycles(&book).is_err());
+    }
+
+    #[test]
+    fn a_play_without_needs_follows_every_earlier_play() {
+        let p1 = play("one", vec![task("a", None, &[])]);
+        let mut p2 = play("two", vec![task("b", None, &[])]);
+        p2.needs_given = true;
+        let p3 = play("three", vec![task("c", None, &[])]);
+        let book = Playbook {
+            paths: vec![],
+            plays: vec![p1, p2, p3],
+        };
+        let tg = build(&book, &plan_all(&book, &["h"]));
+        let path = |a, b| has_path_connecting(&tg.g, a, b, None);
+        assert!(
+            !path(node(&tg, 0, 0, "h"), node(&tg, 1, 0, "h")),
+            "two runs beside one"
+        );
+        assert!(
+            path(node(&tg, 0, 0, "h"), node(&tg, 2, 0, "h")),
+            "three follows one"
+        );
+        assert!(
+            path(node(&tg, 1, 0, "h"), node(&tg, 2, 0, "h")),
+            "three follows two"
+        );
+    }
+
+    #[test]
+    fn any_errors_fatal_moves_hosts_in_step() {
+        let mut p = play("p", vec![task("a", None, &[]), task("b", None, &[])]);
+        p.any_errors_fatal = true;
+        let book = Playbook {
+            paths: vec![],
+            plays: vec![p],
+        };
+        let tg = build(&book, &plan_all(&book, &["h1", "h2"]));
+        assert!(has_path_connecting(
+            &tg.g,
+            node(&tg, 0, 0, "h2"),
+            node(&tg, 0, 1, "h1"),
+            None
+        ));
+        let plain = Playbook {
+            paths: vec![],
+            plays: vec![play("p", vec![task("a", None, &[]), task("b", None, &[])])],
+        };
+        let tg = build(&plain, &plan_all(&plain, &["h1", "h2"]));
+        assert!(!has_path_connecting(
+            &tg.g,
+            node(&tg, 0, 0, "h2"),
+            node(&tg, 0, 1, "h1"),
+            None
+        ));
     }
 }

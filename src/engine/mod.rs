@@ -62,23 +62,36 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
-/// Which tasks run, by Ansible's tag rules (`always`, `never`, `all`,
-/// `tagged`, `untagged`).
-fn tag_selected(task: &Task, play: &Play, tags: &[String], skip: &[String]) -> bool {
-    let mut own: Vec<&str> = task.tags.iter().map(String::as_str).collect();
-    own.extend(play.tags.iter().map(String::as_str));
-    let has = |t: &str| own.contains(&t);
-    let selected = if tags.is_empty() || tags.iter().any(|t| t == "all") {
-        !has("never") || tags.iter().any(|t| own.contains(&t.as_str()))
+/// Which tasks run, by Ansible's tag rules (its `evaluate_tags`): `always`,
+/// `never`, `all`, `tagged`, `untagged`.
+fn tag_selected(task: &Task, play: &Play, only: &[String], skip: &[String]) -> bool {
+    let mut own: HashSet<&str> = task
+        .tags
+        .iter()
+        .chain(&play.tags)
+        .map(String::as_str)
+        .collect();
+    if own.is_empty() {
+        own.insert("untagged");
+    }
+    let has = |t: &str| own.contains(t);
+    let untagged = own.len() == 1 && has("untagged");
+    let only: Vec<&str> = if only.is_empty() {
+        vec!["all"]
     } else {
-        tags.iter().any(|t| {
-            has(t) || (t == "tagged" && !own.is_empty()) || (t == "untagged" && own.is_empty())
-        }) || (has("always") && !tags.iter().any(|t| t == "never" && !has("never")))
+        only.iter().map(String::as_str).collect()
     };
-    let skipped = skip.iter().any(|t| {
-        has(t) || (t == "tagged" && !own.is_empty()) || (t == "untagged" && own.is_empty())
-    });
-    selected && !skipped
+    let skip: Vec<&str> = skip.iter().map(String::as_str).collect();
+    let run = has("always")
+        || (only.contains(&"all") && !has("never"))
+        || only.iter().any(|t| has(t))
+        || (only.contains(&"tagged") && !untagged && !has("never"));
+    let skipped = if skip.contains(&"all") {
+        !has("always") || skip.contains(&"always")
+    } else {
+        skip.iter().any(|t| has(t)) || (skip.contains(&"tagged") && !untagged)
+    };
+    run && !skipped
 }
 
 /// Resolves each play's hosts and selected tasks.
@@ -151,6 +164,8 @@ pub(crate) struct Shared {
     registered: Mutex<HashMap<String, Map<String, Value>>>,
     reporter: Mutex<Box<dyn Reporter>>,
     prompter: Arc<dyn Prompter>,
+    /// Set by the first Ctrl-C: no new task, no new retry.
+    interrupt: Arc<AtomicBool>,
     local: Arc<dyn Connection>,
 }
 
@@ -213,6 +228,7 @@ pub async fn run(
         registered: Mutex::new(HashMap::new()),
         reporter: Mutex::new(reporter),
         prompter,
+        interrupt: interrupt.clone(),
         local: runner::local_connection(),
     });
     for w in &plan.warnings {
@@ -353,7 +369,7 @@ impl Scheduler {
                 }
                 return None;
             }
-            NodeKind::PlayEnd(_) => return None,
+            NodeKind::PlayEnd(_) | NodeKind::Step(..) => return None,
             NodeKind::Task { play, task, host } => (play, task, host, false),
             NodeKind::Handler {
                 play,
@@ -484,7 +500,8 @@ impl Scheduler {
             Status::Skipped => s.skipped += 1,
             Status::Failed if res.ignored => {
                 s.ok += 1;
-                s.ignored += 1
+                s.ignored += 1;
+                s.changed += u32::from(res.changed);
             }
             Status::Failed => s.failed += 1,
             Status::Unreachable => s.unreachable += 1,
@@ -619,4 +636,58 @@ fn task_key(n: &NodeKind) -> Option<(usize, usize, bool)> {
 
 fn run_once_node(book: &Playbook, n: &NodeKind) -> bool {
     matches!(n, NodeKind::Task { play, task, .. } if book.plays[*play].tasks[*task].run_once)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_follow_ansible() {
+        let t = |tags: &[&str]| Task {
+            tags: tags.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let play = Play::default();
+        let sel = |task: &Task, only: &[&str], skip: &[&str]| {
+            let o: Vec<String> = only.iter().map(|s| s.to_string()).collect();
+            let s: Vec<String> = skip.iter().map(|s| s.to_string()).collect();
+            tag_selected(task, &play, &o, &s)
+        };
+        let (plain, a, always, never, never_dbg) = (
+            t(&[]),
+            t(&["a"]),
+            t(&["always"]),
+            t(&["never"]),
+            t(&["never", "dbg"]),
+        );
+        // (task, --tags, --skip-tags, runs)
+        let cases: &[(&Task, &[&str], &[&str], bool)] = &[
+            (&plain, &[], &[], true),
+            (&never, &[], &[], false),
+            (&always, &["a"], &[], true),
+            (&plain, &["a"], &[], false),
+            (&a, &["a"], &[], true),
+            (&never_dbg, &["dbg"], &[], true),
+            (&never_dbg, &["tagged"], &[], false),
+            (&a, &["tagged"], &[], true),
+            (&plain, &["untagged"], &[], true),
+            (&a, &["untagged"], &[], false),
+            (&always, &["never"], &[], true),
+            (&never, &["never"], &[], true),
+            (&a, &[], &["a"], false),
+            (&always, &[], &["all"], true),
+            (&always, &[], &["always"], false),
+            (&a, &[], &["tagged"], false),
+            (&plain, &[], &["tagged"], true),
+        ];
+        for (i, (task, only, skip, want)) in cases.iter().enumerate() {
+            assert_eq!(
+                sel(task, only, skip),
+                *want,
+                "case {i}: {:?} -t {only:?} --skip-tags {skip:?}",
+                task.tags
+            );
+        }
+    }
 }

@@ -272,7 +272,6 @@ impl Shared {
         let mut results = Vec::new();
         let (mut any_changed, mut any_failed, mut all_skipped, mut unreachable) =
             (false, false, true, false);
-        let mut last_ignored = false;
         let mut last: Option<ItemResult> = None;
         for item in items {
             let mut vars = base_vars.clone();
@@ -338,7 +337,6 @@ impl Shared {
             self.set_facts(play_idx, task, host, &r.outcome);
             any_changed |= r.outcome.changed;
             any_failed |= r.outcome.failed;
-            last_ignored = r.ignored;
             unreachable |= r.unreachable;
             let mut rv = r.result.clone();
             if let (Some(i), Value::Object(m)) = (&item, &mut rv) {
@@ -406,7 +404,7 @@ impl Shared {
             return self.report(play_idx, task, host, None, r, true);
         };
         self.register(play_idx, task, host, result.clone());
-        let ignored = any_failed && last_ignored && task.ignore_errors;
+        let ignored = any_failed && task.ignore_errors;
         let blocking = unreachable || (any_failed && !ignored);
         if looped {
             let msg = (status == Status::Failed).then(|| "One or more items failed".to_string());
@@ -748,9 +746,12 @@ impl Shared {
                     m.insert("attempts".into(), Value::from(attempt));
                 }
                 if !done {
-                    if attempt < attempts {
+                    let interrupted = || self.interrupt.load(std::sync::atomic::Ordering::SeqCst);
+                    if attempt < attempts && !interrupted() {
                         tokio::time::sleep(Duration::from_secs_f64(task.delay)).await;
-                        continue;
+                        if !interrupted() {
+                            continue;
+                        }
                     }
                     outcome.failed = true;
                     outcome.msg = Some(format!(
@@ -785,12 +786,7 @@ fn item_status(r: &ItemResult) -> Status {
         Status::Failed
     } else if r.outcome.changed {
         Status::Changed
-    } else if r.outcome.skipped
-        && r.outcome
-            .msg
-            .as_deref()
-            .is_some_and(|m| m.contains("check mode"))
-    {
+    } else if r.outcome.skipped {
         Status::Skipped
     } else {
         Status::Ok
@@ -829,7 +825,7 @@ fn resolve_nested_templates(m: &mut Map<String, Value>) -> Vec<(String, String)>
     if keys.is_empty() {
         return Vec::new();
     }
-    for _ in 0..4 {
+    for _ in 0..8 {
         let mut changed = false;
         let ctx = Value::Object(m.clone());
         for k in &keys {
@@ -855,6 +851,10 @@ fn resolve_nested_templates(m: &mut Map<String, Value>) -> Vec<(String, String)>
             let v = m.get(&k)?;
             match template::render_value(v, &ctx) {
                 Err(e) if has_tpl(v) => Some((k, e.to_string())),
+                Ok(r) if has_tpl(&r) => Some((
+                    k,
+                    "its template refers back to itself (a loop between variables)".into(),
+                )),
                 _ => None,
             }
         })

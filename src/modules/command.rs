@@ -261,7 +261,10 @@ pub(super) async fn execute(
         Err(failed) => return Ok(failed),
     }
     if ctx.check {
-        return Ok(Outcome::changed().msg("would run").with("cmd", shown));
+        // As Ansible: a command is not run in check mode, and says so.
+        let mut o = Outcome::ok().msg("would run (not run in check mode)").with("cmd", shown);
+        o.skipped = true;
+        return Ok(o);
     }
     apply(ctx, c, line, shown).await
 }
@@ -416,7 +419,7 @@ mod tests {
             c.check = true;
             let marker = p(dir.path(), "m");
             let o = run(&c, "command", json!({"argv": ["touch", marker]})).await;
-            assert!(o.changed && o.msg.as_deref() == Some("would run"), "{o:?}");
+            assert!(o.skipped && !o.changed, "{o:?}");
             assert!(!dir.path().join("m").exists());
         });
     }

@@ -761,6 +761,10 @@ impl Loader<'_> {
             m.parse(&value).map_err(refuse)?;
         }
         check_local_files(&t.module, &args, mval, src)?;
+        // As Ansible's: one pause for the play, not one per host.
+        if t.module == "pause" {
+            t.run_once = true;
+        }
         if !t.named {
             t.name = t.module.clone();
         }
