@@ -234,7 +234,7 @@ pub async fn run(
     for w in &plan.warnings {
         shared.emit(Event::Warning { msg: w.clone() });
     }
-    Scheduler::new(shared, tg, &plan, interrupt).run().await
+    Scheduler::new(shared, tg, interrupt).run().await
 }
 
 struct Scheduler {
@@ -254,17 +254,13 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    fn new(shared: Arc<Shared>, tg: TaskGraph, plan: &Plan, interrupt: Arc<AtomicBool>) -> Self {
+    fn new(shared: Arc<Shared>, tg: TaskGraph, interrupt: Arc<AtomicBool>) -> Self {
         let mut state = vec![NodeState::default(); tg.g.node_count()];
         for n in tg.g.node_indices() {
             state[n.index()].waiting = tg.g.edges_directed(n, Direction::Incoming).count();
         }
-        let mut stats = IndexMap::new();
-        for pp in &plan.plays {
-            for h in &pp.hosts {
-                stats.entry(h.clone()).or_insert_with(HostStats::default);
-            }
-        }
+        // Hosts enter the recap when something is reported for them.
+        let stats = IndexMap::new();
         let mut remaining = HashMap::new();
         for n in tg.g.node_indices() {
             if let Some(key) = task_key(&tg.g[n]) {

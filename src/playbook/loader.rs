@@ -877,10 +877,16 @@ fn uint(v: &Node, src: &Src, what: &str) -> Result<u64, Error> {
     match &v.value {
         Yaml::Int(i) if *i >= 0 => Ok(*i as u64),
         Yaml::Str(s) if s.parse::<u64>().is_ok() => Ok(s.parse().unwrap_or(0)),
-        _ => Err(src.err(
-            v.pos,
-            format!("{what} takes a whole number, found {}", v.kind()),
-        )),
+        _ => {
+            let found = v
+                .scalar_string()
+                .filter(|_| !v.is_null())
+                .map_or_else(|| v.kind().to_string(), |s| format!("'{s}'"));
+            Err(src.err(
+                v.pos,
+                format!("{what} takes a whole number (0 or more), found {found}"),
+            ))
+        }
     }
 }
 

@@ -130,8 +130,8 @@ impl<W: Write + Send> Human<W> {
             Status::Unreachable => ("unreachable", RED),
         };
         let mut line = match delegated_to {
-            Some(d) => format!("{word}: [{host} -> {d}]"),
-            None => format!("{word}: [{host}]"),
+            Some(d) if d != host => format!("{word}: [{host} -> {d}]"),
+            _ => format!("{word}: [{host}]"),
         };
         if let Some(i) = item {
             line.push_str(&format!(" => (item={i})"));
