@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Sets up and runs every test: unit tests, integration tests on the local
-# connection. Run from anywhere; as root on a fresh Debian machine.
+# Sets up and runs every test: unit tests and the integration tests (the
+# binary on playbooks and inventories over the local connection). Run from
+# anywhere; as root on a fresh Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --locked --bins
-cargo test --locked --no-fail-fast 2>&1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --locked --no-fail-fast --lib --bins --tests 2>&1 | tee "$log" || status=$?
+# One closing line for the whole suite.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
