@@ -161,6 +161,10 @@ pub(crate) struct Shared {
     inv_vars: HashMap<String, Arc<Map<String, Value>>>,
     groups: Arc<Value>,
     play_hosts: Vec<Vec<String>>,
+    /// Some inventory variable refers to `hostvars`: every task gets it.
+    inventory_mentions_hostvars: bool,
+    /// `ansible_play_hosts` per play, built once.
+    play_hosts_json: Vec<Value>,
     registered: Mutex<HashMap<String, Map<String, Value>>>,
     reporter: Mutex<Box<dyn Reporter>>,
     prompter: Arc<dyn Prompter>,
@@ -219,12 +223,21 @@ pub async fn run(
         vars.insert("group_names".into(), Value::Array(names));
         inv_vars.insert(h, Arc::new(vars));
     }
+    let inventory_mentions_hostvars = inv_vars
+        .values()
+        .any(|v| format!("{v:?}").contains("hostvars"));
     let shared = Arc::new(Shared {
         book: book.clone(),
         opts: opts.clone(),
         inv_vars,
         groups: Arc::new(Value::Object(inv.groups_var())),
+        inventory_mentions_hostvars,
         play_hosts: plan.plays.iter().map(|p| p.hosts.clone()).collect(),
+        play_hosts_json: plan
+            .plays
+            .iter()
+            .map(|p| Value::Array(p.hosts.iter().cloned().map(Value::String).collect()))
+            .collect(),
         registered: Mutex::new(HashMap::new()),
         reporter: Mutex::new(reporter),
         prompter,
@@ -293,37 +306,79 @@ impl Scheduler {
             .collect();
         let mut running: tokio::task::JoinSet<(NodeIndex, runner::NodeResult)> =
             tokio::task::JoinSet::new();
+        // Which node each running task is, so a panic is still accounted for.
+        let mut spawned: HashMap<tokio::task::Id, NodeIndex> = HashMap::new();
+        let mut done = 0usize;
+        let mut internal_error = false;
         loop {
             let stopping = self.interrupt.load(Ordering::SeqCst) || self.aborted.is_some();
             while running.len() < self.forks || stopping {
                 let Some(n) = ready.pop_front() else { break };
                 if let Some(spawn) = self.start(n, stopping) {
-                    running.spawn(spawn);
+                    let handle = running.spawn(spawn);
+                    spawned.insert(handle.id(), n);
                 } else {
                     let blocked = self.state[n.index()].blocked.is_some();
                     self.complete(n, blocked, &mut ready);
+                    done += 1;
                 }
             }
             if running.is_empty() && ready.is_empty() {
                 break;
             }
-            let Some(joined) = running.join_next().await else {
+            let Some(joined) = running.join_next_with_id().await else {
                 continue;
             };
+            done += 1;
             match joined {
-                Ok((n, res)) => {
+                Ok((id, (n, res))) => {
+                    spawned.remove(&id);
                     self.record(n, &res);
                     self.complete(n, res.blocking, &mut ready);
                 }
                 Err(e) => {
+                    // A bug: the node counts as failed so nothing that
+                    // follows it runs, and the run ends with exit 250.
+                    internal_error = true;
                     self.shared.emit(Event::Warning {
-                        msg: format!("a task panicked: {e}"),
+                        msg: format!("internal error in a task (a bug, please report it): {e}"),
                     });
+                    if let Some(n) = spawned.remove(&e.id()) {
+                        let failed = runner::NodeResult {
+                            status: Status::Failed,
+                            blocking: true,
+                            ignored: false,
+                            changed: false,
+                        };
+                        self.record(n, &failed);
+                        self.complete(n, true, &mut ready);
+                    }
                 }
             }
         }
+        // Every node must have been decided; one that never became ready is
+        // a bug in the graph, never a silent success.
+        if done < self.tg.g.node_count() {
+            internal_error = true;
+            let stuck: Vec<String> = self
+                .tg
+                .g
+                .node_indices()
+                .filter(|n| self.state[n.index()].waiting > 0)
+                .take(5)
+                .map(|n| format!("{:?}", self.tg.g[n]))
+                .collect();
+            self.shared.emit(Event::Warning {
+                msg: format!(
+                    "internal error: tasks never became ready (a bug, please report it): {}",
+                    stuck.join(", ")
+                ),
+            });
+        }
         let interrupted = self.interrupt.load(Ordering::SeqCst);
-        let code = if interrupted {
+        let code = if internal_error {
+            exit::UNEXPECTED
+        } else if interrupted {
             exit::INTERRUPTED
         } else if self.stats.values().any(|s| s.failed > 0) {
             exit::HOST_FAILED

@@ -111,7 +111,11 @@ fn diff_text(o: &Outcome) -> Option<DiffText> {
 impl Shared {
     /// The variables a task sees on a host, lowest precedence first:
     /// inventory, play vars, vars_files, task vars, registered, extra vars.
-    /// Also returns the variables whose templates cannot be rendered.
+    /// Templates in the variables written in the sources (inventory, play,
+    /// vars_files, task) are rendered against the whole set; registered
+    /// results and extra vars are data, never rendered again. A looped
+    /// task's own vars are left for each item (they may use `item`). Also
+    /// returns the variables whose templates cannot be rendered.
     pub(crate) fn vars_for(
         &self,
         play_idx: usize,
@@ -126,22 +130,24 @@ impl Shared {
             .unwrap_or_default();
         m.extend(play.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
         m.extend(play.vars_files.iter().map(|(k, v)| (k.clone(), v.clone())));
-        m.extend(task.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if let Some(reg) = self
+        if task.loop_.is_none() {
+            m.extend(task.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        // Only these keys come from sources and may be rendered.
+        let mut from_sources: std::collections::HashSet<String> = m.keys().cloned().collect();
+        let registered = self
             .registered
             .lock()
             .ok()
-            .as_ref()
-            .and_then(|r| r.get(host).cloned())
+            .and_then(|r| r.get(host).cloned());
+        for (k, v) in registered
+            .into_iter()
+            .flatten()
+            .chain(self.opts.extra_vars.clone())
         {
-            m.extend(reg);
+            from_sources.remove(&k);
+            m.insert(k, v);
         }
-        m.extend(
-            self.opts
-                .extra_vars
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
         m.insert("inventory_hostname".into(), Value::String(host.to_string()));
         let short = host.split('.').next().unwrap_or(host);
         m.insert(
@@ -153,15 +159,12 @@ impl Shared {
             Value::String(play.dir.display().to_string()),
         );
         m.insert("ansible_check_mode".into(), Value::Bool(self.opts.check));
-        let play_hosts: Vec<Value> = self.play_hosts[play_idx]
-            .iter()
-            .map(|h| Value::String(h.clone()))
-            .collect();
-        m.insert("ansible_play_hosts".into(), Value::Array(play_hosts));
-        if task.mentions_groups {
-            m.insert("groups".into(), (*self.groups).clone());
-        }
-        if task.mentions_hostvars {
+        m.insert(
+            "ansible_play_hosts".into(),
+            self.play_hosts_json[play_idx].clone(),
+        );
+        m.insert("groups".into(), (*self.groups).clone());
+        if task.mentions_hostvars || self.inventory_mentions_hostvars {
             let reg = self
                 .registered
                 .lock()
@@ -179,7 +182,7 @@ impl Shared {
             }
             m.insert("hostvars".into(), Value::Object(hv));
         }
-        let broken = resolve_nested_templates(&mut m);
+        let broken = resolve_nested_templates(&mut m, &from_sources);
         (Value::Object(m), broken)
     }
 
@@ -219,10 +222,7 @@ impl Shared {
             ignored: task.ignore_errors,
             result: Value::Null,
         };
-        if let Some((var, why)) = broken
-            .iter()
-            .find(|(var, _)| task.source.contains(var.as_str()))
-        {
+        if let Some((var, why)) = broken.iter().find(|(var, _)| task_uses(task, var)) {
             let r = fail(format!(
                 "task '{}' on host '{host}': variable '{var}': {why}",
                 task.name
@@ -249,6 +249,8 @@ impl Shared {
             },
         };
         if items.is_empty() {
+            let result = serde_json::json!({"changed": false, "skipped": true, "results": [], "msg": "No items in the list"});
+            self.register(play_idx, task, host, result);
             self.emit(self.result_event(
                 play_idx,
                 task,
@@ -277,6 +279,22 @@ impl Shared {
             let mut vars = base_vars.clone();
             if let (Some(item), Value::Object(m)) = (&item, &mut vars) {
                 m.insert(task.loop_var.clone(), item.clone());
+                // A looped task's vars may use the item.
+                let ctx = Value::Object(m.clone());
+                for (k, raw) in &task.vars {
+                    match template::render_value(raw, &ctx) {
+                        Ok(v) => {
+                            m.insert(k.clone(), v);
+                        }
+                        Err(e) => {
+                            let r = fail(format!(
+                                "task '{}' on host '{host}': variable '{k}': {e}",
+                                task.name
+                            ));
+                            return self.report(play_idx, task, host, None, r, true);
+                        }
+                    }
+                }
             }
             let label = item.as_ref().map(|i| self.label(task, i, &vars));
             if let Some(w) = &task.when {
@@ -298,13 +316,16 @@ impl Shared {
                             results.push(serde_json::json!({"skipped": true, "changed": false, "item": item}));
                             continue;
                         }
+                        let reason = format!("conditional result was False: {}", cond_src(w));
+                        let result = serde_json::json!({"changed": false, "skipped": true, "skip_reason": reason});
+                        self.register(play_idx, task, host, result);
                         self.emit(self.result_event(
                             play_idx,
                             task,
                             host,
                             None,
                             Status::Skipped,
-                            Some(format!("conditional result was False: {}", cond_src(w))),
+                            Some(reason),
                             None,
                             None,
                             false,
@@ -668,7 +689,7 @@ impl Shared {
             timeout: task.timeout.map(Duration::from_secs),
         };
         let attempts = if task.until.is_some() {
-            task.retries.unwrap_or(3) + 1
+            task.retries.unwrap_or(3).saturating_add(1)
         } else {
             1
         };
@@ -779,6 +800,27 @@ impl Shared {
     }
 }
 
+/// Whether a task's text (its arguments, conditions, loop, name) names the
+/// variable, as a whole word.
+fn task_uses(task: &Task, var: &str) -> bool {
+    let whens = match &task.when {
+        Some(Cond::All(exprs)) => exprs
+            .iter()
+            .map(|e| e.src.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    };
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    [task.source.as_str(), whens.as_str()].iter().any(|text| {
+        text.match_indices(var).any(|(i, _)| {
+            let before = text[..i].chars().next_back();
+            let after = text[i + var.len()..].chars().next();
+            !before.is_some_and(word) && !after.is_some_and(word)
+        })
+    })
+}
+
 fn item_status(r: &ItemResult) -> Status {
     if r.unreachable {
         Status::Unreachable
@@ -808,7 +850,10 @@ fn kind_of(v: &Value) -> &'static str {
 /// (`users_file: "{{ base }}/users"`): render them against the rest, a few
 /// passes deep. Returns the variables whose templates cannot be rendered,
 /// with the reason: a task that uses one fails with it.
-fn resolve_nested_templates(m: &mut Map<String, Value>) -> Vec<(String, String)> {
+fn resolve_nested_templates(
+    m: &mut Map<String, Value>,
+    from_sources: &std::collections::HashSet<String>,
+) -> Vec<(String, String)> {
     fn has_tpl(v: &Value) -> bool {
         match v {
             Value::String(s) => template::has_template(s),
@@ -819,7 +864,7 @@ fn resolve_nested_templates(m: &mut Map<String, Value>) -> Vec<(String, String)>
     }
     let keys: Vec<String> = m
         .iter()
-        .filter(|(k, v)| *k != "hostvars" && has_tpl(v))
+        .filter(|(k, v)| from_sources.contains(*k) && has_tpl(v))
         .map(|(k, _)| k.clone())
         .collect();
     if keys.is_empty() {

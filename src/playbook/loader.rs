@@ -192,12 +192,20 @@ impl Loader<'_> {
                 ));
             };
             if let Some(target) = entry.get("import_playbook") {
-                for (k, _) in map {
+                // `vars` and `tags` given here apply to every imported play.
+                let (mut import_vars, mut import_tags) = (Map::new(), Vec::new());
+                for (k, v) in map {
                     let key = k.key_string();
-                    if !matches!(key.as_str(), "import_playbook" | "name" | "vars" | "tags") {
-                        return Err(
-                            src.err(k.pos, format!("unknown key '{key}' beside import_playbook"))
-                        );
+                    match key.as_str() {
+                        "import_playbook" | "name" => {}
+                        "vars" => import_vars = mapping(v, &src, "vars")?,
+                        "tags" => import_tags = tags(v, &src)?,
+                        _ => {
+                            let help =
+                                did_you_mean(&key, ["import_playbook", "name", "vars", "tags"]);
+                            let msg = format!("unknown key '{key}' beside import_playbook");
+                            return Err(src.err_help(k.pos, msg, help));
+                        }
                     }
                 }
                 let Some(rel) = target.as_str() else {
@@ -211,8 +219,15 @@ impl Loader<'_> {
                     ));
                 }
                 self.enter(&file, &src, target.pos)?;
+                let first = self.plays.len();
                 self.playbook_file(&file)?;
                 self.stack.pop();
+                for play in &mut self.plays[first..] {
+                    play.tags.extend(import_tags.iter().cloned());
+                    for (k, v) in &import_vars {
+                        play.vars.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
                 continue;
             }
             let play = self.play(entry, &src)?;
@@ -232,6 +247,7 @@ impl Loader<'_> {
         let mut hosts_seen = false;
         let (mut pre, mut main, mut post) = (Vec::new(), Vec::new(), Vec::new());
         let mut handlers_node = None;
+        let mut vars_files_node = None;
         for (k, v) in node.as_map().unwrap_or_default() {
             let key = k.key_string();
             match key.as_str() {
@@ -254,32 +270,7 @@ impl Loader<'_> {
                     }
                 }
                 "vars" => play.vars = mapping(v, src, "vars")?,
-                "vars_files" => {
-                    for (name, pos) in string_list(v, src, "vars_files")? {
-                        let name = if template::has_template(&name) {
-                            let ctx = Value::Object(merged(&play.vars, &self.opts.extra_vars));
-                            template::render_str(&name, &ctx)
-                                .map_err(|e| src.err(pos, format!("vars_files: {e}")))?
-                        } else {
-                            name
-                        };
-                        let file = resolve(&play.dir, &name);
-                        let text = std::fs::read_to_string(&file).map_err(|e| {
-                            src.err(
-                                pos,
-                                format!("vars_files: cannot read {}: {e}", file.display()),
-                            )
-                        })?;
-                        let vnode = yaml::parse(&text, &file)?;
-                        let vsrc = Src {
-                            file: &file,
-                            text: &text,
-                        };
-                        for (key, value) in mapping(&vnode, &vsrc, "a vars file")? {
-                            play.vars_files.insert(key, value);
-                        }
-                    }
-                }
+                "vars_files" => vars_files_node = Some(v),
                 "tasks" => main = self.tasks(v, src, &Inherit::default(), false)?,
                 "pre_tasks" => pre = self.tasks(v, src, &Inherit::default(), false)?,
                 "post_tasks" => post = self.tasks(v, src, &Inherit::default(), false)?,
@@ -333,6 +324,10 @@ impl Loader<'_> {
             play.name = play.hosts.clone();
         }
         play.tasks = pre.into_iter().chain(main).chain(post).collect();
+        // After `vars:`, wherever it was written: their names may use play vars.
+        if let Some(v) = vars_files_node {
+            self.vars_files(&mut play, v, src)?;
+        }
         if let Some(h) = handlers_node {
             play.handlers = self.tasks(h, src, &Inherit::default(), true)?;
         }
@@ -362,6 +357,13 @@ impl Loader<'_> {
                 }
             }
         }
+        // `hostvars` is built only for tasks that may read it: through their
+        // own text, their conditions (also inherited), or a play variable.
+        let play_text = format!("{:?}{:?}", play.vars, play.vars_files);
+        for t in play.tasks.iter_mut().chain(play.handlers.iter_mut()) {
+            let in_when = matches!(&t.when, Some(Cond::All(e)) if e.iter().any(|e| e.src.contains("hostvars")));
+            t.mentions_hostvars |= in_when || play_text.contains("hostvars");
+        }
         // Task names may use the play's variables and extra vars (handler
         // names stay as written: notify refers to them).
         let mut ctx = play.vars.clone();
@@ -376,6 +378,35 @@ impl Loader<'_> {
             }
         }
         Ok(play)
+    }
+
+    /// Reads `vars_files` (names may use play and extra vars) into the play.
+    fn vars_files(&self, play: &mut Play, v: &Node, src: &Src) -> Result<(), Error> {
+        for (name, pos) in string_list(v, src, "vars_files")? {
+            let name = if template::has_template(&name) {
+                let ctx = Value::Object(merged(&play.vars, &self.opts.extra_vars));
+                template::render_str(&name, &ctx)
+                    .map_err(|e| src.err(pos, format!("vars_files: {e}")))?
+            } else {
+                name
+            };
+            let file = resolve(&play.dir, &name);
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                src.err(
+                    pos,
+                    format!("vars_files: cannot read {}: {e}", file.display()),
+                )
+            })?;
+            let vnode = yaml::parse(&text, &file)?;
+            let vsrc = Src {
+                file: &file,
+                text: &text,
+            };
+            for (key, value) in mapping(&vnode, &vsrc, "a vars file")? {
+                play.vars_files.insert(key, value);
+            }
+        }
+        Ok(())
     }
 
     fn tasks(
@@ -440,11 +471,11 @@ impl Loader<'_> {
         for (k, v) in item.as_map().unwrap_or_default() {
             match k.key_string().as_str() {
                 "name" => {}
-                "when" => {
-                    if let Cond::All(mut exprs) = cond(v, src)? {
-                        inner.when.append(&mut exprs)
-                    }
-                }
+                "when" => match cond(v, src)? {
+                    Cond::All(mut exprs) => inner.when.append(&mut exprs),
+                    Cond::Const(true) => {}
+                    Cond::Const(false) => return Ok(()),
+                },
                 "tags" => inner.tags.extend(tags(v, src)?),
                 "vars" => inner.vars.extend(mapping(v, src, "vars")?),
                 k2 if k2 == kw => {}
@@ -631,12 +662,24 @@ impl Loader<'_> {
                 "changed_when" => t.changed_when = Some(cond(v, src)?),
                 "failed_when" => t.failed_when = Some(cond(v, src)?),
                 "until" => t.until = Some(cond(v, src)?),
-                "retries" => t.retries = Some(uint(v, src, "retries")? as u32),
+                "retries" => {
+                    let n = uint(v, src, "retries")?;
+                    t.retries = Some(
+                        u32::try_from(n)
+                            .ok()
+                            .filter(|n| *n <= 10_000)
+                            .ok_or_else(|| src.err(v.pos, "retries: at most 10000"))?,
+                    )
+                }
                 "delay" => {
                     t.delay = match &v.value {
-                        Yaml::Int(i) if *i >= 0 => *i as f64,
-                        Yaml::Float(f) if *f >= 0.0 => *f,
-                        _ => return Err(src.err(v.pos, "delay takes a number of seconds")),
+                        Yaml::Int(i) if (0..=86_400).contains(i) => *i as f64,
+                        Yaml::Float(f) if (0.0..=86_400.0).contains(f) => *f,
+                        _ => {
+                            return Err(
+                                src.err(v.pos, "delay takes a number of seconds, from 0 to 86400")
+                            )
+                        }
                     }
                 }
                 "delegate_to" => {
@@ -792,16 +835,16 @@ struct Inherit {
 impl Inherit {
     fn apply(&self, t: &mut Task) {
         if !self.when.is_empty() {
-            let mut all = self.when.clone();
-            match t.when.take() {
-                Some(Cond::All(mut own)) => all.append(&mut own),
-                Some(Cond::Const(false)) => {
-                    t.when = Some(Cond::Const(false));
-                    return;
+            t.when = Some(match t.when.take() {
+                Some(Cond::Const(false)) => Cond::Const(false),
+                own => {
+                    let mut all = self.when.clone();
+                    if let Some(Cond::All(mut own)) = own {
+                        all.append(&mut own);
+                    }
+                    Cond::All(all)
                 }
-                _ => {}
-            }
-            t.when = Some(Cond::All(all));
+            });
         }
         for tag in &self.tags {
             if !t.tags.contains(tag) {
@@ -1116,10 +1159,22 @@ fn check_references(book: &Playbook) -> Result<(), Error> {
         if let Some(id) = &play.id {
             all.push((id, &play.origin));
         }
-        for t in play.tasks.iter().chain(&play.handlers) {
+        for t in &play.tasks {
             if let Some(id) = &t.id {
                 all.push((id, &t.origin));
             }
+        }
+        if let Some(h) = play
+            .handlers
+            .iter()
+            .find(|h| h.id.is_some() || !h.needs.is_empty())
+        {
+            return Err(SourceError::new(
+                &h.origin.file,
+                h.origin.pos,
+                "a handler has no `id` or `needs`: it runs when notified, at the end of its host's play",
+            )
+            .into());
         }
     }
     for (id, origin) in all {
@@ -1140,6 +1195,19 @@ fn check_references(book: &Playbook) -> Result<(), Error> {
                 .chain(&play.handlers)
                 .flat_map(|t| t.needs.iter()),
         );
+        for t in &play.tasks {
+            if let (Some(id), Some((_, origin))) = (
+                &t.id,
+                t.needs.iter().find(|(n, _)| Some(n) == t.id.as_ref()),
+            ) {
+                return Err(SourceError::new(
+                    &origin.file,
+                    origin.pos,
+                    format!("task '{}' needs itself (id '{id}')", t.name),
+                )
+                .into());
+            }
+        }
         for (id, origin) in needs {
             if !ids.contains_key(id.as_str()) {
                 let e = SourceError::new(
