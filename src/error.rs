@@ -85,12 +85,23 @@ impl fmt::Display for SourceError {
         if let Some(text) = &self.line_text {
             let num = self.pos.line.to_string();
             let pad = " ".repeat(num.len());
-            // Tabs are shown as one space so the caret lines up.
-            let shown: String = text
+            // Tabs are shown as one space so the caret lines up; a long line
+            // is shown as a window around the caret.
+            let chars: Vec<char> = text
                 .chars()
                 .map(|c| if c == '\t' { ' ' } else { c })
                 .collect();
-            let caret_at = self.pos.col.saturating_sub(1).min(shown.chars().count());
+            let col = self.pos.col.saturating_sub(1).min(chars.len());
+            let start = col.saturating_sub(60);
+            let end = (col + 40).min(chars.len());
+            let mut shown: String = chars[start..end].iter().collect();
+            if start > 0 {
+                shown.insert(0, '…');
+            }
+            if end < chars.len() {
+                shown.push('…');
+            }
+            let caret_at = col - start + usize::from(start > 0);
             write!(
                 f,
                 "\n{pad} |\n{num} | {shown}\n{pad} | {}^",

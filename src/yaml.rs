@@ -232,8 +232,33 @@ enum Frame {
 struct Builder {
     stack: Vec<Frame>,
     docs: Vec<Node>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored values and how many nodes each holds.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes copied in by aliases so far: bounded, so a "billion laughs"
+    /// file is an error instead of exhausting memory.
+    expanded: usize,
     error: Option<(Pos, String)>,
+}
+
+/// At most this many nodes may be copied in through aliases.
+const ALIAS_BUDGET: usize = 100_000;
+
+/// How many nodes a value holds (iteratively: no recursion on deep input).
+fn node_count(n: &Node) -> usize {
+    let mut count = 0;
+    let mut todo = vec![n];
+    while let Some(n) = todo.pop() {
+        count += 1;
+        match &n.value {
+            Yaml::Seq(items) => todo.extend(items),
+            Yaml::Map(pairs) => pairs.iter().for_each(|(k, v)| {
+                todo.push(k);
+                todo.push(v);
+            }),
+            _ => {}
+        }
+    }
+    count
 }
 
 impl Builder {
@@ -314,16 +339,27 @@ impl MarkedEventReceiver for Builder {
                 };
                 let node = Node { value, pos: p };
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchors
+                        .insert(anchor, (node.clone(), node_count(&node)));
                 }
                 self.push_value(node);
             }
             Event::Alias(id) => {
                 let node = match self.anchors.get(&id) {
-                    Some(n) => Node {
-                        value: n.value.clone(),
-                        pos: p,
-                    },
+                    Some((n, size)) if self.expanded + size <= ALIAS_BUDGET => {
+                        self.expanded += size;
+                        Node {
+                            value: n.value.clone(),
+                            pos: p,
+                        }
+                    }
+                    Some(_) => {
+                        let msg = format!(
+                            "aliases expand to more than {ALIAS_BUDGET} values (an alias bomb?)"
+                        );
+                        self.fail(p, msg);
+                        Node::null(p)
+                    }
                     None => {
                         self.fail(p, "an alias to an unknown anchor".into());
                         Node::null(p)
@@ -349,7 +385,8 @@ impl MarkedEventReceiver for Builder {
                         pos,
                     };
                     if anchor > 0 {
-                        self.anchors.insert(anchor, node.clone());
+                        self.anchors
+                            .insert(anchor, (node.clone(), node_count(&node)));
                     }
                     self.push_value(node);
                 }
@@ -371,7 +408,8 @@ impl MarkedEventReceiver for Builder {
                         pos,
                     };
                     if anchor > 0 {
-                        self.anchors.insert(anchor, node.clone());
+                        self.anchors
+                            .insert(anchor, (node.clone(), node_count(&node)));
                     }
                     self.push_value(node);
                 }

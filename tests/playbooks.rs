@@ -994,3 +994,115 @@ fn second_qa_pass_semantics() {
         r.all()
     );
 }
+
+#[test]
+fn review_fixes() {
+    let p = Project::new();
+    // Registered output is data: never rendered again as a template.
+    p.file(
+        "reg.yml",
+        r#"
+- hosts: localhost
+  tasks:
+    - name: produce
+      shell: printf '%s' '{''{ nope }''}'
+      register: out
+    - name: consume
+      shell: test '{{ out.stdout }}' = '{''{ nope }''}' && echo same
+"#,
+    );
+    let r = p.play("reg.yml", &[]);
+    assert_eq!(r.status("consume", "localhost"), "changed", "{}", r.all());
+
+    // A broken variable does not fail a task that only contains its letters.
+    p.file(
+        "sub.yml",
+        r#"
+- hosts: localhost
+  vars:
+    e: "{{ undefined }}"
+  tasks:
+    - name: hello
+      shell: echo hello
+"#,
+    );
+    let r = p.play("sub.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    // A looped task's vars may use the item; groups in play vars work.
+    p.file(
+        "item.yml",
+        r#"
+- hosts: pair
+  vars:
+    first: "{{ groups.pair[0] }}"
+  tasks:
+    - name: each
+      shell: echo {{ path }} >> {{ root }}/items-{{ first }}
+      loop: [a, b]
+      vars:
+        path: /srv/{{ item }}
+      when: inventory_hostname == 'alpha'
+"#,
+    );
+    let r = p.play("item.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p.read("items-alpha").unwrap(), "/srv/a\n/srv/b\n");
+
+    // include_tasks with when: false includes nothing; a skipped task registers.
+    p.file("inc.yml", "- shell: touch {{ root }}/included\n");
+    p.file(
+        "incf.yml",
+        r#"
+- hosts: localhost
+  tasks:
+    - include_tasks: inc.yml
+      when: false
+    - name: maybe
+      command: "true"
+      when: false
+      register: r
+    - name: saw the skip
+      shell: touch {{ root }}/saw
+      when: r is skipped
+"#,
+    );
+    let r = p.play("incf.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!p.exists("included") && p.exists("saw"), "{}", r.all());
+
+    // A task that needs itself, and a handler with an id, are refused.
+    p.file(
+        "self.yml",
+        "- hosts: pair\n  tasks:\n    - id: a\n      needs: [a]\n      command: \"true\"\n",
+    );
+    assert_eq!(p.play("self.yml", &[]).code, 4);
+    p.file("delay.yml", "- hosts: localhost\n  tasks:\n    - command: \"true\"\n      register: r\n      until: r.rc == 0\n      delay: .inf\n");
+    assert_eq!(p.play("delay.yml", &[]).code, 4);
+
+    // import_playbook passes vars and tags to the imported plays.
+    p.file(
+        "inner.yml",
+        "- hosts: localhost\n  tasks:\n    - shell: echo {{ v }} > {{ root }}/imported\n",
+    );
+    p.file(
+        "outer.yml",
+        "- import_playbook: inner.yml\n  vars:\n    v: given\n  tags: [db]\n",
+    );
+    let r = p.play("outer.yml", &["-t", "db"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p.read("imported").unwrap(), "given\n");
+}
+
+#[test]
+fn an_alias_bomb_is_a_parse_error() {
+    let p = Project::new();
+    let mut s = String::from("a0: &a0 [x, x]\n");
+    for i in 1..40 {
+        s.push_str(&format!("a{i}: &a{i} [*a{}, *a{}]\n", i - 1, i - 1));
+    }
+    s.push_str("- hosts: all\n");
+    p.file("bomb.yml", &s);
+    let r = p.run(&["bomb.yml", "--syntax-check"]);
+    assert_eq!(r.code, 4, "{}", r.all());
+}
