@@ -48,6 +48,8 @@ struct ItemResult {
     unreachable: bool,
     ignored: bool,
     result: Value,
+    /// The rendered `delegate_to` target the item ran on, if delegated.
+    delegated: Option<String>,
 }
 
 fn cond_holds(c: &Cond, vars: &Value) -> Result<bool, expr::ExprError> {
@@ -221,6 +223,7 @@ impl Shared {
             unreachable: false,
             ignored: task.ignore_errors,
             result: Value::Null,
+            delegated: None,
         };
         if let Some((var, why)) = broken.iter().find(|(var, _)| task_uses(task, var)) {
             let r = fail(format!(
@@ -366,27 +369,7 @@ impl Shared {
             results.push(rv);
             if looped {
                 let status = item_status(&r);
-                let stderr = r
-                    .outcome
-                    .data
-                    .get("stderr")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                let shown = (!task.no_log).then(|| r.result.clone());
-                self.emit(self.result_event(
-                    play_idx,
-                    task,
-                    host,
-                    label,
-                    status,
-                    r.outcome.msg.clone(),
-                    stderr.filter(|_| status == Status::Failed),
-                    shown,
-                    r.ignored,
-                ));
-                if let Some(d) = diff_text(&r.outcome).filter(|_| self.opts.diff && !task.no_log) {
-                    self.emit_diff(play_idx, task, host, d);
-                }
+                self.emit_item(play_idx, task, host, label, &r, status);
                 if r.unreachable {
                     break;
                 }
@@ -475,26 +458,51 @@ impl Shared {
         if register {
             self.register(play_idx, task, host, r.result.clone());
         }
-        let msg = r.outcome.msg.clone();
-        let stderr = r
-            .outcome
-            .data
-            .get("stderr")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .filter(|_| status == Status::Failed);
-        let shown = (!task.no_log).then(|| r.result.clone());
-        self.emit(self.result_event(
-            play_idx, task, host, item, status, msg, stderr, shown, r.ignored,
-        ));
-        if let Some(d) = diff_text(&r.outcome).filter(|_| self.opts.diff && !task.no_log) {
-            self.emit_diff(play_idx, task, host, d);
-        }
+        self.emit_item(play_idx, task, host, item, &r, status);
         NodeResult {
             status,
             blocking: r.unreachable || (r.outcome.failed && !r.ignored),
             ignored: r.ignored && r.outcome.failed,
             changed: r.outcome.changed,
+        }
+    }
+
+    /// Reports one result line (and its diff): stderr for failures, the
+    /// result unless `no_log`, where it was delegated to.
+    fn emit_item(
+        &self,
+        play: usize,
+        task: &Task,
+        host: &str,
+        item: Option<String>,
+        r: &ItemResult,
+        status: Status,
+    ) {
+        let stderr = r
+            .outcome
+            .data
+            .get("stderr")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let shown = (!task.no_log).then(|| r.result.clone());
+        let stderr = stderr.filter(|_| status == Status::Failed);
+        let mut e = self.result_event(
+            play,
+            task,
+            host,
+            item,
+            status,
+            r.outcome.msg.clone(),
+            stderr,
+            shown,
+            r.ignored,
+        );
+        if let Event::HostResult { delegated_to, .. } = &mut e {
+            delegated_to.clone_from(&r.delegated);
+        }
+        self.emit(e);
+        if let Some(d) = diff_text(&r.outcome).filter(|_| self.opts.diff && !task.no_log) {
+            self.emit_diff(play, task, host, d);
         }
     }
 
@@ -554,7 +562,7 @@ impl Shared {
             host: host.to_string(),
             status,
             item,
-            delegated_to: task.delegate_to.clone(),
+            delegated_to: None,
             msg: if hidden && status != Status::Skipped {
                 msg.map(|_| {
                     "the output has been hidden due to the 'no_log: true' specified for this result"
@@ -607,6 +615,7 @@ impl Shared {
             unreachable: false,
             ignored: task.ignore_errors,
             result: Value::Null,
+            delegated: None,
         };
         let Some(module) = modules::get(&task.module) else {
             return fail(format!("unknown module '{}'", task.module));
@@ -632,6 +641,7 @@ impl Shared {
                 unreachable: false,
                 ignored: false,
                 result,
+                delegated: None,
             };
         }
         let target = match &task.delegate_to {
@@ -651,6 +661,7 @@ impl Shared {
                     unreachable: true,
                     ignored: false,
                     result,
+                    delegated: None,
                 };
             }
         };
@@ -719,6 +730,7 @@ impl Shared {
                         unreachable: true,
                         ignored: false,
                         result,
+                        delegated: None,
                     };
                 }
                 Err(e) => Outcome::failed(e.to_string()),
@@ -788,6 +800,7 @@ impl Shared {
                 unreachable: false,
                 ignored,
                 result,
+                delegated: task.delegate_to.is_some().then(|| target.clone()),
             };
         }
     }
