@@ -30,10 +30,13 @@ struct ProgressSink {
     shared: Arc<Shared>,
     task: String,
     host: String,
+    /// `no_log`: progress says only that the task is working.
+    hidden: bool,
 }
 
 impl Progress for ProgressSink {
     fn update(&self, text: &str) {
+        let text = if self.hidden { "working (no_log)" } else { text };
         self.shared.emit(Event::Progress {
             task: self.task.clone(),
             host: self.host.clone(),
@@ -696,6 +699,7 @@ impl Shared {
                 shared: self.clone(),
                 task: task.name.clone(),
                 host: host.to_string(),
+                hidden: task.no_log,
             }),
             timeout: task.timeout.map(Duration::from_secs),
         };
