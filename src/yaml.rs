@@ -178,13 +178,6 @@ pub fn parse(src: &str, file: &Path) -> Result<Node, SourceError> {
     }
 }
 
-/// Reads and parses a YAML file.
-pub fn load_file(file: &Path) -> Result<Node, crate::error::Error> {
-    let src = std::fs::read_to_string(file)
-        .map_err(|e| crate::error::Error::Parse(format!("{}: cannot read: {e}", file.display())))?;
-    Ok(parse(&src, file)?)
-}
-
 /// Writes a JSON value as YAML, for display (`-v` results).
 pub fn dump(value: &Value) -> String {
     serde_yaml::to_string(value).unwrap_or_else(|_| value.to_string())

@@ -150,7 +150,8 @@ impl<W: Write + Send> Human<W> {
         }
         if self.verbosity > 0 {
             if let Some(r) = result {
-                let pretty = serde_json::to_string_pretty(r).unwrap_or_default();
+                // As Ansible's YAML callback: results are easier to read as YAML.
+                let pretty = crate::yaml::dump(r);
                 out.extend(pretty.lines().map(|l| format!("  {l}")));
             }
         }
