@@ -241,13 +241,13 @@ pub async fn run(
         registered: Mutex::new(HashMap::new()),
         reporter: Mutex::new(reporter),
         prompter,
-        interrupt: interrupt.clone(),
+        interrupt,
         local: runner::local_connection(),
     });
     for w in &plan.warnings {
         shared.emit(Event::Warning { msg: w.clone() });
     }
-    Scheduler::new(shared, tg, interrupt).run().await
+    Scheduler::new(shared, tg).run().await
 }
 
 struct Scheduler {
@@ -262,12 +262,11 @@ struct Scheduler {
     /// Nodes not yet done per (play, index, handler), for `TaskEnd`.
     remaining: HashMap<(usize, usize, bool), usize>,
     aborted: Option<String>,
-    interrupt: Arc<AtomicBool>,
     forks: usize,
 }
 
 impl Scheduler {
-    fn new(shared: Arc<Shared>, tg: TaskGraph, interrupt: Arc<AtomicBool>) -> Self {
+    fn new(shared: Arc<Shared>, tg: TaskGraph) -> Self {
         let mut state = vec![NodeState::default(); tg.g.node_count()];
         for n in tg.g.node_indices() {
             state[n.index()].waiting = tg.g.edges_directed(n, Direction::Incoming).count();
@@ -292,7 +291,6 @@ impl Scheduler {
             notified: HashSet::new(),
             tasks_started: HashSet::new(),
             aborted: None,
-            interrupt,
             forks,
         }
     }
@@ -311,7 +309,7 @@ impl Scheduler {
         let mut done = 0usize;
         let mut internal_error = false;
         loop {
-            let stopping = self.interrupt.load(Ordering::SeqCst) || self.aborted.is_some();
+            let stopping = self.shared.interrupt.load(Ordering::SeqCst) || self.aborted.is_some();
             while running.len() < self.forks || stopping {
                 let Some(n) = ready.pop_front() else { break };
                 if let Some(spawn) = self.start(n, stopping) {
@@ -375,7 +373,7 @@ impl Scheduler {
                 ),
             });
         }
-        let interrupted = self.interrupt.load(Ordering::SeqCst);
+        let interrupted = self.shared.interrupt.load(Ordering::SeqCst);
         let code = if internal_error {
             exit::UNEXPECTED
         } else if interrupted {
@@ -439,11 +437,7 @@ impl Scheduler {
         }
         let book = self.shared.book.clone();
         let p = &book.plays[play];
-        let task = if handler {
-            &p.handlers[idx]
-        } else {
-            &p.tasks[idx]
-        };
+        let task = p.task(idx, handler);
         // A run_once task runs on the play's first host that has not failed.
         if task.run_once && !handler {
             let healthy = self.shared.play_hosts[play]
@@ -492,11 +486,7 @@ impl Scheduler {
         let shared = self.shared.clone();
         Some(async move {
             let p = &book.plays[play];
-            let task = if handler {
-                &p.handlers[idx]
-            } else {
-                &p.tasks[idx]
-            };
+            let task = p.task(idx, handler);
             let res = shared.run_node(play, task, &host).await;
             (n, res)
         })
@@ -531,11 +521,7 @@ impl Scheduler {
         }
         let book = self.shared.book.clone();
         let p = &book.plays[play];
-        let task = if handler {
-            &p.handlers[idx]
-        } else {
-            &p.tasks[idx]
-        };
+        let task = p.task(idx, handler);
         let hosts: Vec<String> = if task.run_once && !handler {
             self.shared.play_hosts[play].clone()
         } else {
@@ -601,11 +587,7 @@ impl Scheduler {
             if *left == 0 && self.tasks_started.contains(&key) {
                 let (play, index, handler) = key;
                 let p = &self.shared.book.plays[play];
-                let task = if handler {
-                    &p.handlers[index]
-                } else {
-                    &p.tasks[index]
-                };
+                let task = p.task(index, handler);
                 let task = task.name.clone();
                 self.shared.emit(Event::TaskEnd {
                     play,

@@ -36,7 +36,11 @@ struct ProgressSink {
 
 impl Progress for ProgressSink {
     fn update(&self, text: &str) {
-        let text = if self.hidden { "working (no_log)" } else { text };
+        let text = if self.hidden {
+            "working (no_log)"
+        } else {
+            text
+        };
         self.shared.emit(Event::Progress {
             task: self.task.clone(),
             host: self.host.clone(),

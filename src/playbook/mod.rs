@@ -74,6 +74,17 @@ pub struct Play {
     pub top: usize,
 }
 
+impl Play {
+    /// The task (or, with `handler`, the handler) at `index`.
+    pub fn task(&self, index: usize, handler: bool) -> &Task {
+        if handler {
+            &self.handlers[index]
+        } else {
+            &self.tasks[index]
+        }
+    }
+}
+
 /// A condition: a YAML boolean, or expressions that must all hold.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cond {
