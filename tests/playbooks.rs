@@ -1106,3 +1106,50 @@ fn an_alias_bomb_is_a_parse_error() {
     let r = p.run(&["bomb.yml", "--syntax-check"]);
     assert_eq!(r.code, 4, "{}", r.all());
 }
+
+#[test]
+fn a_common_ansible_playbook_runs_unchanged() {
+    let p = Project::new();
+    p.file("plain.ini", "[web]\nweb1\nweb2\n");
+    p.file(
+        "site.yml",
+        r#"
+---
+- name: Configure web servers
+  hosts: web
+  connection: local
+  gather_facts: no
+  become: no
+  remote_user: deploy
+  vars:
+    greeting: hello
+  tasks:
+    - name: Say hello
+      ansible.builtin.debug:
+        msg: "{{ greeting }} from {{ inventory_hostname }}"
+
+    - name: Write a marker
+      ansible.builtin.shell: echo {{ greeting }} > {{ root }}/{{ inventory_hostname }}.txt
+      args:
+        creates: "{{ root }}/{{ inventory_hostname }}.txt"
+
+    - name: Check it
+      ansible.builtin.command: cat {{ root }}/{{ inventory_hostname }}.txt
+      register: marker
+      changed_when: false
+
+    - name: Verify
+      ansible.builtin.assert:
+        that:
+          - marker.stdout == greeting
+          - "'web' in group_names"
+"#,
+    );
+    let args = ["site.yml", "-i", "plain.ini", "--output", "json"];
+    let r = p.run(&args);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p.read("web1.txt").unwrap(), "hello\n");
+    let r = p.run(&args);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.changed("web1"), 0, "{}", r.all());
+}

@@ -658,7 +658,14 @@ impl Shared {
             },
             None => host.to_string(),
         };
-        let conn = match self.connection_for(&target) {
+        // A play's `connection: local` holds for its own hosts (not for a
+        // delegate_to target, which keeps its own connection).
+        let play_local = play.connection.as_deref() == Some("local") && task.delegate_to.is_none();
+        let conn = match if play_local {
+            Ok(self.local.clone())
+        } else {
+            self.connection_for(&target)
+        } {
             Ok(c) => c,
             Err(e) => {
                 let o = Outcome::failed(e.to_string());

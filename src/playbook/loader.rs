@@ -36,6 +36,9 @@ const PLAY_KEYS: &[&str] = &[
     "strategy",
     "any_errors_fatal",
     "gather_facts",
+    "connection",
+    "remote_user",
+    "become_method",
 ];
 
 const TASK_KEYS: &[&str] = &[
@@ -299,6 +302,25 @@ impl Loader<'_> {
                 "any_errors_fatal" => play.any_errors_fatal = boolean(v, src, "any_errors_fatal")?,
                 "gather_facts" => {
                     boolean(v, src, "gather_facts")?;
+                }
+                "connection" => {
+                    let c = scalar(v, src, "connection")?;
+                    if c != "local" && c != "ssh" {
+                        let help = did_you_mean(&c, ["local", "ssh"]);
+                        return Err(src.err_help(
+                            v.pos,
+                            format!("unknown connection '{c}': expected local or ssh"),
+                            help,
+                        ));
+                    }
+                    play.connection = Some(c);
+                }
+                "remote_user" => play.remote_user = Some(scalar(v, src, "remote_user")?),
+                "become_method" => {
+                    let m = scalar(v, src, "become_method")?;
+                    if m != "sudo" {
+                        return Err(src.err(v.pos, format!("become_method '{m}' is not supported: mailrun becomes through sudo")));
+                    }
                 }
                 _ => {
                     let help = if modules::get(&key).is_some() {

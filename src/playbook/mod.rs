@@ -59,6 +59,10 @@ pub struct Play {
     pub handlers: Vec<Task>,
     pub become_: Option<bool>,
     pub become_user: Option<String>,
+    /// `connection: local|ssh` for the play's hosts (above the inventory's).
+    pub connection: Option<String>,
+    /// `remote_user`: the login user for the play's hosts (used with SSH).
+    pub remote_user: Option<String>,
     pub tags: Vec<String>,
     pub id: Option<String>,
     pub needs: Vec<(String, Origin)>,
