@@ -267,7 +267,15 @@ impl Builder {
             Some(Frame::Seq { items, .. }) => items.push(node),
             Some(Frame::Map { pairs, key, .. }) => match key.take() {
                 None => *key = Some(node),
-                Some(k) => pairs.push((k, node)),
+                Some(k) => {
+                    // An empty value (`hosts:`) is marked where the next
+                    // token starts, often the next line: point at its key.
+                    let mut node = node;
+                    if node.is_null() && node.pos.line > k.pos.line {
+                        node.pos = k.pos;
+                    }
+                    pairs.push((k, node))
+                }
             },
         }
     }
