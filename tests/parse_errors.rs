@@ -50,6 +50,8 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     ("- hosts: localhost\n  tasks:\n    - shell: touch {{ root }}/ran\n    - template: src=nope.hbs dest=/tmp/x\n", "4:17", "src 'nope.hbs' not found", ""),
     ("- hosts: localhost\n  tasks:\n    - name: \"{{ x | upper }}\"\n      shell: touch {{ root }}/ran\n", "3:19", "Jinja", ""),
     ("- hosts: localhost\n  tasks:\n    - command:\n        cmd: \"true\"\n        argv: [\"true\"]\n", "", "command", ""),
+    ("- hosts: localhost\n  tasks:\n    - command: \"true\"\n      register: my-var\n", "4:17", "not a valid variable name", "did you mean 'my_var'?"),
+    ("- hosts:\n  tasks:\n    - command: \"true\"\n", "1:3", "hosts takes a string", ""),
 ];
 
 #[test]

@@ -654,7 +654,7 @@ impl Loader<'_> {
                                 check_templates(lv, src)?;
                                 t.loop_label = Some(scalar(lv, src, "label")?)
                             }
-                            "loop_var" => t.loop_var = identifier(lv, src, "loop_var")?,
+                            "loop_var" => t.loop_var = var_name(lv, src, "loop_var")?,
                             other => {
                                 return Err(src.err_help(
                                     lk.pos,
@@ -665,7 +665,7 @@ impl Loader<'_> {
                         }
                     }
                 }
-                "register" => t.register = Some(identifier(v, src, "register")?),
+                "register" => t.register = Some(var_name(v, src, "register")?),
                 "notify" => {
                     let names = string_list(v, src, "notify")?;
                     t.notify_at = names.iter().map(|(_, p)| src.origin(*p)).collect();
@@ -917,6 +917,23 @@ fn identifier(v: &Node, src: &Src, what: &str) -> Result<String, Error> {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !ok {
         return Err(src.err(v.pos, format!("{what} '{s}' is not a valid name (letters, digits, _ and -, not starting with a digit)")));
+    }
+    Ok(s)
+}
+
+/// A variable name: usable in templates and expressions, so no `-`.
+fn var_name(v: &Node, src: &Src, what: &str) -> Result<String, Error> {
+    let s = scalar(v, src, what)?;
+    let ok = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        let hint = s.replace('-', "_");
+        let help = (hint != s).then(|| format!("did you mean '{hint}'?"));
+        let msg = format!("{what} '{s}' is not a valid variable name (letters, digits and _, not starting with a digit)");
+        return Err(src.err_help(v.pos, msg, help));
     }
     Ok(s)
 }
