@@ -18,6 +18,11 @@ pub struct Human<W: Write + Send> {
     /// Lines of the tasks that have not ended yet, in the order they started.
     pending: IndexMap<TaskKey, Vec<String>>,
     titles: HashMap<TaskKey, String>,
+    /// PLAY headers by play, and the play whose header was printed last:
+    /// plays that run side by side get their header again when their
+    /// blocks come out between another play's.
+    plays: HashMap<usize, String>,
+    current_play: Option<usize>,
     progress_shown: bool,
 }
 
@@ -46,6 +51,8 @@ impl<W: Write + Send> Human<W> {
             verbosity,
             pending: IndexMap::new(),
             titles: HashMap::new(),
+            plays: HashMap::new(),
+            current_play: None,
             progress_shown: false,
         }
     }
@@ -72,6 +79,12 @@ impl<W: Write + Send> Human<W> {
         };
         if lines.is_empty() {
             return;
+        }
+        if self.current_play != Some(key.0) {
+            if let Some(p) = self.plays.get(&key.0) {
+                let _ = writeln!(self.out, "\n{}", banner(&format!("PLAY [{p}]")));
+            }
+            self.current_play = Some(key.0);
         }
         let t = self.titles.get(&key).cloned().unwrap_or_default();
         let _ = writeln!(self.out, "\n{}", banner(&t));
@@ -175,8 +188,16 @@ impl<W: Write + Send> Reporter for Human<W> {
     fn event(&mut self, e: &Event) {
         self.clear_progress();
         match e {
-            Event::PlayStart { name, .. } => {
-                let _ = writeln!(self.out, "\n{}", banner(&format!("PLAY [{name}]")));
+            Event::PlayStart { play, name, hosts } => {
+                self.plays.insert(*play, name.clone());
+                // Printed now unless another play's tasks are still open.
+                if self.pending.values().all(Vec::is_empty) || hosts.is_empty() {
+                    let _ = writeln!(self.out, "\n{}", banner(&format!("PLAY [{name}]")));
+                    self.current_play = Some(*play);
+                    if hosts.is_empty() {
+                        let _ = writeln!(self.out, "skipping: no hosts matched");
+                    }
+                }
             }
             Event::TaskStart {
                 play,
@@ -317,7 +338,7 @@ mod tests {
             h.event(&Event::PlayStart {
                 play: 0,
                 name: "p".into(),
-                hosts: vec![],
+                hosts: vec!["a".into(), "b".into()],
             });
             h.event(&start(0));
             h.event(&result(0, 0, "a", Status::Ok));
