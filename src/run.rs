@@ -41,11 +41,13 @@ pub fn main() -> i32 {
     match outcome {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             e.exit_code()
         }
         Err(_) => {
-            eprintln!("error: mailrun hit an unexpected internal error (a bug): please report it");
+            crate::errln!(
+                "error: mailrun hit an unexpected internal error (a bug): please report it"
+            );
             exit::UNEXPECTED
         }
     }
@@ -58,7 +60,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Some(Command::Modules) => {
             for m in modules::all() {
                 let d = m.doc();
-                println!("{:<16} {}", d.name, d.description);
+                crate::outln!("{:<16} {}", d.name, d.description);
             }
             Ok(exit::OK)
         }
@@ -77,8 +79,8 @@ fn doc(name: &str) -> Result<i32> {
         )));
     };
     let d = m.doc();
-    println!("{} — {}\n", d.name, d.description);
-    println!(
+    crate::outln!("{} — {}\n", d.name, d.description);
+    crate::outln!(
         "check mode: {}",
         if d.check_mode {
             "supported"
@@ -87,21 +89,23 @@ fn doc(name: &str) -> Result<i32> {
         }
     );
     if let Some(ff) = d.free_form {
-        println!("free form: the text after the module name fills '{ff}'");
+        crate::outln!("free form: the text after the module name fills '{ff}'");
     }
-    println!("\narguments:");
+    crate::outln!("\narguments:");
     for a in &d.args {
         let req = if a.required { ", required" } else { "" };
         let def = a
             .default
             .map(|d| format!(", default {d}"))
             .unwrap_or_default();
-        println!(
+        crate::outln!(
             "  {:<14} ({}{req}{def})\n      {}",
-            a.name, a.kind, a.description
+            a.name,
+            a.kind,
+            a.description
         );
     }
-    println!("\nexample:\n{}", d.example.trim_end());
+    crate::outln!("\nexample:\n{}", d.example.trim_end());
     Ok(exit::OK)
 }
 
@@ -126,7 +130,7 @@ fn inventory(a: InventoryArgs) -> Result<i32> {
             "mailrun inventory needs one of --list, --host HOST or --graph".into(),
         ));
     };
-    print!("{}", ensure_newline(text));
+    crate::out!("{}", ensure_newline(text));
     Ok(exit::OK)
 }
 
@@ -135,7 +139,7 @@ fn inventory(a: InventoryArgs) -> Result<i32> {
 fn load_inventory(given: &[String]) -> Result<Inventory> {
     let inv = Inventory::load(&default_inventory(given))?;
     for w in inv.warnings() {
-        eprintln!("[WARNING]: {w}");
+        crate::errln!("[WARNING]: {w}");
     }
     Ok(inv)
 }
@@ -228,9 +232,9 @@ fn watch_interrupts() -> Arc<AtomicBool> {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             f.store(true, Ordering::SeqCst);
-            eprintln!("\n[mailrun] interrupted: no new tasks start; waiting for running ones (Ctrl-C again to exit now)");
+            crate::errln!("\n[mailrun] interrupted: no new tasks start; waiting for running ones (Ctrl-C again to exit now)");
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("[mailrun] interrupted twice: exiting now");
+                crate::errln!("[mailrun] interrupted twice: exiting now");
                 std::process::exit(exit::INTERRUPTED);
             }
         }
@@ -261,7 +265,7 @@ async fn playbooks(a: PlaybookArgs) -> Result<i32> {
     )?;
     if a.syntax_check {
         for p in &a.playbooks {
-            println!("\nplaybook: {}", p.display());
+            crate::outln!("\nplaybook: {}", p.display());
         }
         return Ok(exit::OK);
     }
@@ -287,7 +291,7 @@ async fn playbooks(a: PlaybookArgs) -> Result<i32> {
     }
     if a.graph {
         let tg = engine::graph::build(&book, &plan.plays);
-        print!("{}", engine::graph::to_dot(&book, &tg));
+        crate::out!("{}", engine::graph::to_dot(&book, &tg));
         return Ok(exit::OK);
     }
     Ok(execute(book, &inv, plan, opts, &a.common).await)
@@ -295,7 +299,7 @@ async fn playbooks(a: PlaybookArgs) -> Result<i32> {
 
 fn print_lists(book: &Playbook, plan: &engine::Plan, a: &PlaybookArgs) {
     for w in &plan.warnings {
-        eprintln!("[WARNING]: {w}");
+        crate::errln!("[WARNING]: {w}");
     }
     let mut top: Option<usize> = None;
     let mut number = 0;
@@ -307,7 +311,7 @@ fn print_lists(book: &Playbook, plan: &engine::Plan, a: &PlaybookArgs) {
                 .get(play.top)
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
-            println!("\nplaybook: {path}");
+            crate::outln!("\nplaybook: {path}");
             top = Some(play.top);
             number = 0;
         }
@@ -318,28 +322,28 @@ fn print_lists(book: &Playbook, plan: &engine::Plan, a: &PlaybookArgs) {
             all.dedup();
             all.join(", ")
         };
-        println!(
+        crate::outln!(
             "\n  play #{number} ({}): {}\tTAGS: [{}]",
             play.hosts,
             play.name,
             tags(&[])
         );
         if a.list_hosts {
-            println!("    pattern: ['{}']", play.hosts);
-            println!("    hosts ({}):", pp.hosts.len());
+            crate::outln!("    pattern: ['{}']", play.hosts);
+            crate::outln!("    hosts ({}):", pp.hosts.len());
             for h in &pp.hosts {
-                println!("      {h}");
+                crate::outln!("      {h}");
             }
         }
         if a.list_tasks {
-            println!("    tasks:");
+            crate::outln!("    tasks:");
             for &ti in &pp.tasks {
                 let t = &play.tasks[ti];
                 let id =
                     t.id.as_ref()
                         .map(|i| format!("\tID: {i}"))
                         .unwrap_or_default();
-                println!("      {}\tTAGS: [{}]{id}", t.name, tags(&t.tags));
+                crate::outln!("      {}\tTAGS: [{}]{id}", t.name, tags(&t.tags));
             }
         }
     }

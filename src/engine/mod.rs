@@ -132,7 +132,7 @@ pub fn plan(book: &Playbook, inv: &Inventory, opts: &RunOptions) -> Result<Plan,
     }
     if let Some(limit) = &opts.limit {
         if inv.limit(inv.hosts(), limit)?.is_empty() {
-            eprintln!("[WARNING]: Could not match supplied host pattern, ignoring: {limit}");
+            crate::errln!("[WARNING]: Could not match supplied host pattern, ignoring: {limit}");
             return Err(Error::Other(
                 "Specified inventory, host pattern and/or --limit leaves us with no hosts to target.".into(),
             ));

@@ -265,9 +265,9 @@ impl<W: Write + Send> Reporter for Human<W> {
             Event::Warning { msg } => {
                 let _ = self.out.flush();
                 if self.color {
-                    eprintln!("{MAGENTA}[WARNING]: {msg}{RESET}");
+                    crate::errln!("{MAGENTA}[WARNING]: {msg}{RESET}");
                 } else {
-                    eprintln!("[WARNING]: {msg}");
+                    crate::errln!("[WARNING]: {msg}");
                 }
             }
             Event::Recap {

@@ -26,7 +26,7 @@ impl Prompter for TerminalPrompter {
             .lock()
             .map_err(|_| "prompt lock poisoned".to_string())?;
         if self.yes {
-            eprintln!("[pause] {prompt} (--yes: continuing)");
+            crate::errln!("[pause] {prompt} (--yes: continuing)");
             return Ok(String::new());
         }
         if !std::io::stdin().is_terminal() {
@@ -34,7 +34,7 @@ impl Prompter for TerminalPrompter {
                 "pause: '{prompt}' needs an answer, but there is no terminal: run with --yes to continue without prompting"
             ));
         }
-        eprint!("[pause] {prompt}\n(press Enter to continue, Ctrl-C to stop): ");
+        crate::err!("[pause] {prompt}\n(press Enter to continue, Ctrl-C to stop): ");
         let _ = std::io::stderr().flush();
         let mut line = String::new();
         match std::io::stdin().lock().read_line(&mut line) {
