@@ -1153,3 +1153,22 @@ fn a_common_ansible_playbook_runs_unchanged() {
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(r.changed("web1"), 0, "{}", r.all());
 }
+
+#[test]
+fn a_closed_output_pipe_is_not_a_crash() {
+    let p = Project::new();
+    p.file(
+        "big.ini",
+        "[web]\nweb[0001:3000].example.org some_var=a_fairly_long_value_to_fill_the_pipe\n",
+    );
+    let script = format!(
+        "'{}' inventory -i big.ini --list | head -c 1 >/dev/null; exit ${{PIPESTATUS[0]}}",
+        env!("CARGO_BIN_EXE_mailrun")
+    );
+    let status = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(p.path())
+        .status()
+        .expect("bash");
+    assert_eq!(status.code(), Some(0));
+}
