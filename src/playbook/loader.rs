@@ -128,8 +128,18 @@ impl Src<'_> {
 }
 
 fn read(path: &Path) -> Result<String, Error> {
-    std::fs::read_to_string(path)
-        .map_err(|e| Error::Parse(format!("{}: cannot read: {e}", path.display())))
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Parse(format!("{}: cannot read: {e}", path.display())))?;
+    String::from_utf8(bytes).map_err(|e| {
+        // Point at the first byte that is not UTF-8.
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+        let before = String::from_utf8_lossy(good);
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let msg = "this file is not UTF-8 text (save it as UTF-8)";
+        SourceError::with_source(path, &text, Pos { line, col }, msg).into()
+    })
 }
 
 /// `dir/rel`, or `rel` as given when it is absolute.
