@@ -52,6 +52,10 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     ("- hosts: localhost\n  tasks:\n    - command:\n        cmd: \"true\"\n        argv: [\"true\"]\n", "", "command", ""),
     ("- hosts: localhost\n  tasks:\n    - command: \"true\"\n      register: my-var\n", "4:17", "not a valid variable name", "did you mean 'my_var'?"),
     ("- hosts:\n  tasks:\n    - command: \"true\"\n", "1:3", "hosts takes a string", ""),
+    ("- hosts: localhost\n  tasks:\n    - shell: touch {{ root }}/ran\n    - debug: msg={{ item }}\n      loop:\n        - ok\n        - \"{{ x | trim }}\"\n", "7:17", "Jinja", ""),
+    ("- hosts: localhost\n  tasks:\n    - set_fact: {\"1bad\": x}\n", "3:18", "not a valid variable name", ""),
+    ("- hosts: localhost\n  tasks:\n    - debug: {var: \"r.(x\"}\n", "3:15", "debug: var", ""),
+    ("- hosts: localhost\n  tasks:\n    - file_copy: dest=/tmp/x contnet=hi\n", "3:30", "unknown argument 'contnet'", "did you mean 'content'?"),
 ];
 
 #[test]

@@ -62,6 +62,11 @@ impl Module for Debug {
         if p.msg.is_some() && p.var.is_some() {
             return Err(ArgError { arg: Some("var".into()), msg: "debug: give msg or var, not both".into(), help: None });
         }
+        if let Some(var) = &p.var {
+            if let Err(e) = expr::parse(var) {
+                return Err(ArgError { arg: Some("var".into()), msg: format!("debug: var `{var}`: {e}"), help: None });
+            }
+        }
         Ok(())
     }
 

@@ -32,7 +32,20 @@ impl Module for SetFact {
 
     fn parse(&self, args: &Value) -> Result<(), ArgError> {
         match args {
-            Value::Object(m) if !m.is_empty() => Ok(()),
+            Value::Object(m) if !m.is_empty() => {
+                let bad = m.keys().find(|k| {
+                    !k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                        || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                });
+                match bad {
+                    Some(k) => Err(ArgError {
+                        arg: Some(k.clone()),
+                        msg: format!("set_fact: '{k}' is not a valid variable name (letters, digits and _, not starting with a digit)"),
+                        help: None,
+                    }),
+                    None => Ok(()),
+                }
+            }
             _ => Err(ArgError { arg: None, msg: "set_fact: give at least one variable (name: value)".into(), help: None }),
         }
     }

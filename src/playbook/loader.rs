@@ -638,7 +638,10 @@ impl Loader<'_> {
                         return Err(src.err(k.pos, "a task has one loop"));
                     }
                     match &v.value {
-                        Yaml::Seq(_) => t.loop_ = Some(v.to_json()),
+                        Yaml::Seq(_) => {
+                            check_templates(v, src)?;
+                            t.loop_ = Some(v.to_json())
+                        }
                         Yaml::Str(s) if template::has_template(s) => {
                             check_templates(v, src)?;
                             t.loop_ = Some(v.to_json())
@@ -822,8 +825,19 @@ impl Loader<'_> {
                     .find(|(k, _)| k.key_string() == a)
                     .map(|(k, _)| k.pos)
             };
+            // In `k=v` text: the word itself.
+            let word_pos = || {
+                let a = e.arg.as_deref()?;
+                let text = mval.as_str()?;
+                let at = text
+                    .match_indices(&format!("{a}="))
+                    .map(|(i, _)| i)
+                    .find(|&i| i == 0 || text[..i].ends_with(|c: char| c.is_whitespace()))?;
+                Some(locate(src, mval, text, at))
+            };
             let pos = key_pos(mval)
                 .or_else(|| extra_args.and_then(key_pos))
+                .or_else(word_pos)
                 .unwrap_or(mval_pos);
             src.err_help(pos, e.msg, e.help)
         };
