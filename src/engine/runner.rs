@@ -260,24 +260,7 @@ impl Shared {
         };
         if items.is_empty() {
             let result = serde_json::json!({"changed": false, "skipped": true, "results": [], "msg": "No items in the list"});
-            self.register(play_idx, task, host, result);
-            self.emit(self.result_event(
-                play_idx,
-                task,
-                host,
-                None,
-                Status::Skipped,
-                Some("no items in the loop".into()),
-                None,
-                None,
-                false,
-            ));
-            return NodeResult {
-                status: Status::Skipped,
-                blocking: false,
-                ignored: false,
-                changed: false,
-            };
+            return self.skip(play_idx, task, host, "no items in the loop".into(), result);
         }
 
         let looped = task.loop_.is_some();
@@ -328,24 +311,7 @@ impl Shared {
                         }
                         let reason = format!("conditional result was False: {}", cond_src(w));
                         let result = serde_json::json!({"changed": false, "skipped": true, "skip_reason": reason});
-                        self.register(play_idx, task, host, result);
-                        self.emit(self.result_event(
-                            play_idx,
-                            task,
-                            host,
-                            None,
-                            Status::Skipped,
-                            Some(reason),
-                            None,
-                            None,
-                            false,
-                        ));
-                        return NodeResult {
-                            status: Status::Skipped,
-                            blocking: false,
-                            ignored: false,
-                            changed: false,
-                        };
+                        return self.skip(play_idx, task, host, reason, result);
                     }
                     Err(e) => {
                         let r = fail(format!(
@@ -433,6 +399,36 @@ impl Shared {
             blocking,
             ignored,
             changed: any_changed,
+        }
+    }
+
+    /// The whole task is skipped on the host: registered, reported, done.
+    fn skip(
+        &self,
+        play_idx: usize,
+        task: &Task,
+        host: &str,
+        reason: String,
+        result: Value,
+    ) -> NodeResult {
+        self.register(play_idx, task, host, result);
+        let e = self.result_event(
+            play_idx,
+            task,
+            host,
+            None,
+            Status::Skipped,
+            Some(reason),
+            None,
+            None,
+            false,
+        );
+        self.emit(e);
+        NodeResult {
+            status: Status::Skipped,
+            blocking: false,
+            ignored: false,
+            changed: false,
         }
     }
 
