@@ -81,3 +81,51 @@ pub trait Connection: Send + Sync {
     /// Metadata, or None when the path does not exist.
     async fn stat(&self, path: &str) -> Result<Option<FileStat>, ConnError>;
 }
+
+/// A shell script that prints a path's metadata and checksum in one round
+/// trip: `missing`, or `file|dir|other MODE UID GID SIZE USER GROUP` and a
+/// line with the SHA-256 (or `-`). Parsed by [`parse_stat_output`].
+pub fn stat_script(path: &str) -> String {
+    format!(
+        "p={}\n\
+         [ -e \"$p\" ] || {{ echo missing; exit 0; }}\n\
+         if [ -d \"$p\" ]; then t=dir; elif [ -f \"$p\" ]; then t=file; else t=other; fi\n\
+         printf '%s ' \"$t\"\n\
+         stat -L -c '%a %u %g %s %U %G' -- \"$p\" || exit 1\n\
+         if [ \"$t\" = file ] && [ -r \"$p\" ]; then sha256sum < \"$p\" | cut -d' ' -f1; else echo -; fi",
+        crate::quote::quote(path)
+    )
+}
+
+/// Reads what [`stat_script`] printed.
+pub fn parse_stat_output(text: &str) -> Result<Option<FileStat>, String> {
+    if text.trim() == "missing" {
+        return Ok(None);
+    }
+    let parse = || -> Option<FileStat> {
+        let mut lines = text.lines();
+        let mut f = lines.next()?.split_whitespace();
+        let kind = f.next()?;
+        let mode = u32::from_str_radix(f.next()?, 8).ok()?;
+        let uid = f.next()?.parse().ok()?;
+        let gid = f.next()?.parse().ok()?;
+        let size = f.next()?.parse().ok()?;
+        let name = |n: Option<&str>| n.filter(|n| *n != "UNKNOWN").map(str::to_string);
+        let owner = name(f.next());
+        let group = name(f.next());
+        let sum = lines.next().unwrap_or("-").trim();
+        Some(FileStat {
+            is_dir: kind == "dir",
+            size,
+            mode: mode & 0o7777,
+            uid,
+            gid,
+            owner,
+            group,
+            sha256: (sum.len() == 64 && kind == "file").then(|| sum.to_string()),
+        })
+    };
+    parse()
+        .map(Some)
+        .ok_or_else(|| format!("unexpected output {text:?}"))
+}

@@ -68,6 +68,7 @@ pub mod playbook;
 pub mod quote;
 pub mod report;
 pub mod run;
+pub mod ssh;
 pub mod suggest;
 pub mod template;
 pub mod yaml;

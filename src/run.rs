@@ -294,7 +294,7 @@ async fn playbooks(a: PlaybookArgs) -> Result<i32> {
         crate::out!("{}", engine::graph::to_dot(&book, &tg));
         return Ok(exit::OK);
     }
-    Ok(execute(book, &inv, plan, opts, &a.common).await)
+    execute(book, &inv, plan, opts, &a.common).await
 }
 
 fn print_lists(book: &Playbook, plan: &engine::Plan, a: &PlaybookArgs) {
@@ -399,7 +399,7 @@ async fn adhoc(a: AdhocArgs) -> Result<i32> {
     let inv = load_inventory(&a.common.inventory)?;
     let opts = run_options(&a.common, extra);
     let plan = engine::plan(&book, &inv, &opts)?;
-    Ok(execute(book, &inv, plan, opts, &a.common).await)
+    execute(book, &inv, plan, opts, &a.common).await
 }
 
 /// Runs a planned playbook with the reporter, prompter and Ctrl-C handling
@@ -408,12 +408,13 @@ async fn execute(
     book: Playbook,
     inv: &Inventory,
     plan: engine::Plan,
-    opts: RunOptions,
+    mut opts: RunOptions,
     c: &CommonArgs,
-) -> i32 {
+) -> Result<i32> {
+    opts.ssh = Some(ssh_pool(c)?);
     let prompter = Arc::new(TerminalPrompter::new(c.yes));
     let interrupt = watch_interrupts();
-    engine::run(
+    Ok(engine::run(
         Arc::new(book),
         inv,
         plan,
@@ -422,5 +423,35 @@ async fn execute(
         prompter,
         interrupt,
     )
-    .await
+    .await)
+}
+
+/// The SSH pool of the run. Passwords asked for with `-k`/`-K` are read
+/// here, once, before any host is contacted.
+fn ssh_pool(c: &CommonArgs) -> Result<Arc<crate::ssh::Pool>> {
+    use crate::ssh::config::SshOptions;
+    let ask = |what: &str| -> Result<String> {
+        rpassword::prompt_password(format!("{what}: "))
+            .map_err(|e| Error::Options(format!("cannot read the {what} from the terminal: {e}")))
+    };
+    let password = if c.ask_pass {
+        Some(ask("SSH password")?)
+    } else {
+        None
+    };
+    let become_password = if c.ask_become_pass {
+        let p = ask("BECOME password")?;
+        Some(p)
+    } else {
+        None
+    };
+    let opts = SshOptions {
+        user: c.user.clone(),
+        private_key: c.private_key.clone(),
+        password,
+        become_password,
+        host_key_checking: crate::ssh::policy_from_cli(c.host_key_checking),
+        ..Default::default()
+    };
+    crate::ssh::Pool::new(opts).map_err(|e| Error::Options(format!("ssh config: {e}")))
 }

@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub start_at_task: Option<String>,
     /// Where `group_vars/` and `host_vars/` beside the playbook are looked for.
     pub playbook_dir: Option<PathBuf>,
+    /// The SSH pool (one per run); None: a pool with default settings.
+    pub ssh: Option<Arc<crate::ssh::Pool>>,
 }
 
 impl Default for RunOptions {
@@ -52,6 +54,7 @@ impl Default for RunOptions {
             limit: None,
             start_at_task: None,
             playbook_dir: None,
+            ssh: None,
         }
     }
 }
@@ -171,6 +174,7 @@ pub(crate) struct Shared {
     /// Set by the first Ctrl-C: no new task, no new retry.
     interrupt: Arc<AtomicBool>,
     local: Arc<dyn Connection>,
+    pool: Arc<crate::ssh::Pool>,
 }
 
 impl Shared {
@@ -226,6 +230,11 @@ pub async fn run(
     let inventory_mentions_hostvars = inv_vars
         .values()
         .any(|v| format!("{v:?}").contains("hostvars"));
+    let pool = match &opts.ssh {
+        Some(p) => p.clone(),
+        None => crate::ssh::Pool::new(crate::ssh::config::SshOptions::default())
+            .unwrap_or_else(|_| crate::ssh::Pool::without_ssh_config(Default::default())),
+    };
     let shared = Arc::new(Shared {
         book: book.clone(),
         opts: opts.clone(),
@@ -243,11 +252,14 @@ pub async fn run(
         prompter,
         interrupt,
         local: runner::local_connection(),
+        pool: pool.clone(),
     });
     for w in &plan.warnings {
         shared.emit(Event::Warning { msg: w.clone() });
     }
-    Scheduler::new(shared, tg).run().await
+    let code = Scheduler::new(shared, tg).run().await;
+    pool.close_all().await;
+    code
 }
 
 struct Scheduler {

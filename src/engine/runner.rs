@@ -196,23 +196,51 @@ impl Shared {
     }
 
     /// The connection a host uses.
-    pub(crate) fn connection_for(&self, host: &str) -> Result<Arc<dyn Connection>, ConnError> {
+    pub(crate) fn connection_for(
+        &self,
+        host: &str,
+        play_user: Option<&str>,
+    ) -> Result<Arc<dyn Connection>, ConnError> {
         let vars = self.inv_vars.get(host);
         let conn = vars
             .and_then(|v| v.get("ansible_connection"))
-            .and_then(Value::as_str);
+            .and_then(Value::as_str)
+            .or_else(|| {
+                self.opts
+                    .extra_vars
+                    .get("ansible_connection")
+                    .and_then(Value::as_str)
+            });
         match conn {
             Some("local") => Ok(self.local.clone()),
             // A delegate_to target outside the inventory: this machine.
             None if vars.is_none() && matches!(host, "localhost" | "127.0.0.1" | "::1") => {
                 Ok(self.local.clone())
             }
-            Some(other) if other != "ssh" => Err(ConnError::Unreachable(format!(
-                "unknown connection type '{other}' (expected ssh or local)"
-            ))),
-            _ => Err(ConnError::Unreachable(format!(
-                "{host}: SSH connections are not built yet; set ansible_connection=local for hosts on this machine"
-            ))),
+            Some(other) if other != "ssh" && other != "smart" => Err(ConnError::Unreachable(
+                format!("unknown connection type '{other}' (expected ssh or local)"),
+            )),
+            _ => {
+                let empty = serde_json::Map::new();
+                let base = vars.map(|v| v.as_ref()).unwrap_or(&empty);
+                // Extra vars (`-e ansible_user=…`) win, as in Ansible.
+                let conn_vars;
+                let vars = if self
+                    .opts
+                    .extra_vars
+                    .keys()
+                    .any(|k| k.starts_with("ansible_"))
+                {
+                    let mut v = base.clone();
+                    v.extend(self.opts.extra_vars.clone());
+                    conn_vars = v;
+                    &conn_vars
+                } else {
+                    base
+                };
+                let c: Arc<dyn Connection> = self.pool.get(host, vars, play_user)?;
+                Ok(c)
+            }
         }
     }
 
@@ -660,7 +688,7 @@ impl Shared {
         let conn = match if play_local {
             Ok(self.local.clone())
         } else {
-            self.connection_for(&target)
+            self.connection_for(&target, play.remote_user.as_deref())
         } {
             Ok(c) => c,
             Err(e) => {

@@ -287,55 +287,16 @@ fn script_failed(what: &str, path: &str, out: &connection::ExecOutput) -> ConnEr
     ))
 }
 
-/// Parses `file|dir|other MODE UID GID SIZE USER GROUP` and a checksum line.
-fn parse_become_stat(text: &str) -> Option<FileStat> {
-    let mut lines = text.lines();
-    let mut f = lines.next()?.split_whitespace();
-    let kind = f.next()?;
-    let mode = u32::from_str_radix(f.next()?, 8).ok()?;
-    let uid = f.next()?.parse().ok()?;
-    let gid = f.next()?.parse().ok()?;
-    let size = f.next()?.parse().ok()?;
-    let name = |n: Option<&str>| n.filter(|n| *n != "UNKNOWN").map(str::to_string);
-    let owner = name(f.next());
-    let group = name(f.next());
-    let sum = lines.next().unwrap_or("-").trim();
-    Some(FileStat {
-        is_dir: kind == "dir",
-        size,
-        mode: mode & 0o7777,
-        uid,
-        gid,
-        owner,
-        group,
-        sha256: (sum.len() == 64 && kind == "file").then(|| sum.to_string()),
-    })
-}
-
 async fn host_stat(ctx: &Context, path: &str) -> Result<Option<FileStat>, ConnError> {
     if ctx.become_user.is_none() {
         return ctx.conn.stat(path).await;
     }
-    let script = format!(
-        "p={}\n\
-         [ -e \"$p\" ] || {{ echo missing; exit 0; }}\n\
-         if [ -d \"$p\" ]; then t=dir; elif [ -f \"$p\" ]; then t=file; else t=other; fi\n\
-         printf '%s ' \"$t\"\n\
-         stat -L -c '%a %u %g %s %U %G' -- \"$p\" || exit 1\n\
-         if [ \"$t\" = file ] && [ -r \"$p\" ]; then sha256sum < \"$p\" | cut -d' ' -f1; else echo -; fi",
-        quote(path)
-    );
-    let out = become_script(ctx, script, None).await?;
-    let text = out.stdout_str();
+    let out = become_script(ctx, connection::stat_script(path), None).await?;
     if out.rc != 0 {
         return Err(script_failed("stat", path, &out));
     }
-    if text.trim() == "missing" {
-        return Ok(None);
-    }
-    parse_become_stat(&text)
-        .map(Some)
-        .ok_or_else(|| ConnError::Io(format!("cannot stat {path}: unexpected output {text:?}")))
+    connection::parse_stat_output(&out.stdout_str())
+        .map_err(|e| ConnError::Io(format!("cannot stat {path}: {e}")))
 }
 
 async fn host_read(ctx: &Context, path: &str) -> Result<Option<Vec<u8>>, ConnError> {

@@ -1,0 +1,815 @@
+//! The SSH connection pool on russh: one authenticated session per host and
+//! user, opened on first use and shared by every task over many channels.
+//!
+//! - Channels per host are capped below sshd's MaxSessions (10): tasks queue
+//!   instead of failing, and an open refused anyway is retried with backoff.
+//! - Handshakes are capped (in all, and per address below MaxStartups) and a
+//!   handshake reset by the server is retried with backoff.
+//! - Every channel is drained by its own task until the server closes it: one
+//!   unread channel would freeze the whole session (RUSSH-NOTES §5).
+//! - A session found dead (sshd restarted, keepalive lost) is reopened once,
+//!   transparently, when a command has not started yet.
+//! - Files go over one SFTP session per host: a temp file (0600) beside the
+//!   destination, then renamed over it; checksums are computed on the host.
+
+pub mod config;
+pub mod known_hosts;
+mod session;
+
+use crate::connection::{self, Command, ConnError, Connection, ExecOutput, FileStat};
+use crate::quote::quote;
+use async_trait::async_trait;
+use bytes::Bytes;
+use config::{HostKeyPolicy, SshOptions, Target};
+use known_hosts::KnownHosts;
+use russh::client::Msg;
+use russh::{ChannelMsg, ChannelWriteHalf, Disconnect};
+use russh_sftp::client::SftpSession;
+use session::{Handle, KeyCache};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Channels per session: sshd's default MaxSessions is 10, and at exactly 10
+/// a few opens still fail because sshd frees a slot late.
+const CHANNELS_PER_HOST: usize = 9;
+/// Handshakes at once towards one address (sshd's MaxStartups starts
+/// dropping at 10) and in all (CPU: key exchange is the expensive part).
+const HANDSHAKES_PER_ADDR: usize = 8;
+const HANDSHAKES_TOTAL: usize = 32;
+const CONNECT_TRIES: u32 = 4;
+/// How long output may keep arriving after the exit status before the
+/// channel is closed (a background child holding stdout open).
+const EXIT_GRACE: Duration = Duration::from_secs(3);
+
+/// The pool: settings of the run and the sessions opened so far.
+pub struct Pool {
+    opts: SshOptions,
+    ssh_config: Option<ssh2_config::SshConfig>,
+    keys: KeyCache,
+    hosts: Mutex<HashMap<Target, Arc<HostConn>>>,
+    handshakes: Arc<Semaphore>,
+    per_addr: Mutex<HashMap<(String, u16), Arc<Semaphore>>>,
+    /// accept-new writes, one at a time.
+    learn_lock: tokio::sync::Mutex<()>,
+}
+
+impl Pool {
+    /// Reads `~/.ssh/config` (an unreadable one is an error before anything runs).
+    pub fn new(opts: SshOptions) -> Result<Arc<Pool>, String> {
+        let ssh_config = config::load_ssh_config(&opts.home)?;
+        Ok(Self::build(opts, ssh_config))
+    }
+
+    /// A pool that ignores `~/.ssh/config`.
+    pub fn without_ssh_config(opts: SshOptions) -> Arc<Pool> {
+        Self::build(opts, None)
+    }
+
+    fn build(opts: SshOptions, ssh_config: Option<ssh2_config::SshConfig>) -> Arc<Pool> {
+        Arc::new(Pool {
+            opts,
+            ssh_config,
+            keys: KeyCache::default(),
+            hosts: Mutex::new(HashMap::new()),
+            handshakes: Arc::new(Semaphore::new(HANDSHAKES_TOTAL)),
+            per_addr: Mutex::new(HashMap::new()),
+            learn_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn options(&self) -> &SshOptions {
+        &self.opts
+    }
+
+    /// The connection to a host (no network traffic until first used).
+    pub fn get(
+        self: &Arc<Self>,
+        alias: &str,
+        vars: &serde_json::Map<String, serde_json::Value>,
+        play_user: Option<&str>,
+    ) -> Result<Arc<HostConn>, ConnError> {
+        let target = config::target(alias, vars, play_user, &self.opts, self.ssh_config.as_ref())
+            .map_err(ConnError::Unreachable)?;
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(hosts
+            .entry(target.clone())
+            .or_insert_with(|| {
+                let known = KnownHosts::new(&self.opts.home, target.known_hosts_file.clone());
+                Arc::new(HostConn {
+                    pool: self.clone(),
+                    target,
+                    known: Arc::new(known),
+                    state: tokio::sync::Mutex::new(State::default()),
+                    channels: Arc::new(Semaphore::new(CHANNELS_PER_HOST)),
+                })
+            })
+            .clone())
+    }
+
+    /// Ends every session with an SSH disconnect (the end of the run).
+    pub async fn close_all(&self) {
+        let hosts: Vec<Arc<HostConn>> = self
+            .hosts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, h)| h)
+            .collect();
+        let closes = hosts
+            .into_iter()
+            .map(|h| async move { h.disconnect().await });
+        let all = futures_join_all(closes);
+        let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
+    }
+
+    fn addr_gate(&self, t: &Target) -> Arc<Semaphore> {
+        self.per_addr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((t.addr.clone(), t.port))
+            .or_insert_with(|| Arc::new(Semaphore::new(HANDSHAKES_PER_ADDR)))
+            .clone()
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pool({:?})", self.opts.host_key_checking)
+    }
+}
+
+/// Awaits all futures (a small join_all, not worth a crate).
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+    futs: impl IntoIterator<Item = F>,
+) {
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+struct Live {
+    handle: Arc<Handle>,
+    generation: u64,
+    sftp: Option<Arc<Sftp>>,
+}
+
+struct Sftp {
+    session: SftpSession,
+    /// The channel slot the SFTP session occupies while open.
+    _slot: OwnedSemaphorePermit,
+}
+
+#[derive(Default)]
+struct State {
+    live: Option<Live>,
+    generation: u64,
+    /// A connect failure, kept so later tasks fail fast with the same reason.
+    failed: Option<String>,
+}
+
+/// One host (as one user): its session, opened on first use.
+pub struct HostConn {
+    pool: Arc<Pool>,
+    target: Target,
+    known: Arc<KnownHosts>,
+    state: tokio::sync::Mutex<State>,
+    channels: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for HostConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HostConn({}@{})", self.target.user, self.target.alias)
+    }
+}
+
+/// Why opening a channel failed.
+enum OpenError {
+    /// The session is gone: reconnect and try again.
+    Dead(String),
+    Other(String),
+}
+
+impl HostConn {
+    fn label(&self) -> String {
+        let t = &self.target;
+        if t.port == 22 {
+            format!("{}@{}", t.user, t.addr)
+        } else {
+            format!("{}@{}:{}", t.user, t.addr, t.port)
+        }
+    }
+
+    /// The live session, connecting if there is none (or it died).
+    async fn session(&self) -> Result<(Arc<Handle>, u64), ConnError> {
+        let mut st = self.state.lock().await;
+        if let Some(live) = &st.live {
+            if !live.handle.is_closed() {
+                return Ok((live.handle.clone(), live.generation));
+            }
+            st.live = None;
+        }
+        if let Some(why) = &st.failed {
+            return Err(ConnError::Unreachable(why.clone()));
+        }
+        match self.connect().await {
+            Ok(handle) => {
+                st.generation += 1;
+                let handle = Arc::new(handle);
+                st.live = Some(Live {
+                    handle: handle.clone(),
+                    generation: st.generation,
+                    sftp: None,
+                });
+                Ok((handle, st.generation))
+            }
+            Err(e) => {
+                st.failed = Some(e.clone());
+                Err(ConnError::Unreachable(e))
+            }
+        }
+    }
+
+    /// Forgets a dead session (unless it was already replaced).
+    async fn forget(&self, generation: u64) {
+        let mut st = self.state.lock().await;
+        if st.live.as_ref().is_some_and(|l| l.generation == generation) {
+            st.live = None;
+        }
+    }
+
+    async fn connect(&self) -> Result<Handle, String> {
+        let t = &self.target;
+        let gate = self.pool.addr_gate(t);
+        let mut last = String::new();
+        for attempt in 0..CONNECT_TRIES {
+            if attempt > 0 {
+                // 250 ms, 500 ms, 1 s, with a little spread between hosts.
+                let spread = (t.addr.len() as u64 * 37 + attempt as u64 * 53) % 100;
+                tokio::time::sleep(Duration::from_millis((250 << (attempt - 1)) + spread)).await;
+            }
+            let _addr = gate.clone().acquire_owned().await.expect("never closed");
+            let _all = self
+                .pool
+                .handshakes
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("never closed");
+            let (mut handle, learn) =
+                match session::handshake(t, self.pool.opts.host_key_checking, &self.known).await {
+                    Ok(h) => h,
+                    Err(e) => {
+                        last = e.msg;
+                        if e.retry {
+                            continue;
+                        }
+                        return Err(last);
+                    }
+                };
+            if let Some(key) = learn {
+                let _w = self.pool.learn_lock.lock().await;
+                // Another task may have learnt it meanwhile.
+                let names = vec![t.addr.clone()];
+                if !matches!(
+                    self.known.check(&names, t.port, &key),
+                    known_hosts::Verdict::Match
+                ) {
+                    self.known.learn(&t.addr, t.port, &key).map_err(|e| {
+                        format!(
+                            "cannot record the host key in {}: {e}",
+                            self.known.user_file.display()
+                        )
+                    })?;
+                    crate::errln!(
+                        "Warning: permanently added {} ({}) to {}",
+                        known_hosts::host_port(&t.addr, t.port),
+                        known_hosts::fingerprint(&key),
+                        self.known.user_file.display()
+                    );
+                }
+            }
+            session::authenticate(&mut handle, t, &self.pool.keys, &self.pool.opts.home).await?;
+            return Ok(handle);
+        }
+        Err(last)
+    }
+
+    /// Opens a session channel, retrying while sshd's MaxSessions is full.
+    async fn open(&self, handle: &Handle) -> Result<russh::Channel<Msg>, OpenError> {
+        let mut delay = Duration::from_millis(10);
+        for _ in 0..12 {
+            match handle.channel_open_session().await {
+                Ok(ch) => return Ok(ch),
+                Err(russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed))
+                | Err(russh::Error::ChannelOpenFailure(
+                    russh::ChannelOpenFailure::ResourceShortage,
+                )) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+                Err(e) if is_dead(&e) || handle.is_closed() => {
+                    return Err(OpenError::Dead(session::russh_reason(&e)))
+                }
+                Err(e) => return Err(OpenError::Other(e.to_string())),
+            }
+        }
+        Err(OpenError::Other(
+            "the server refused to open a channel (MaxSessions reached)".into(),
+        ))
+    }
+
+    /// A fresh channel on a live session; one reconnect if the session died.
+    async fn channel(&self) -> Result<russh::Channel<Msg>, ConnError> {
+        let mut reconnected = false;
+        loop {
+            let (handle, generation) = self.session().await?;
+            match self.open(&handle).await {
+                Ok(ch) => return Ok(ch),
+                Err(OpenError::Dead(why)) if !reconnected => {
+                    let _ = why;
+                    self.forget(generation).await;
+                    reconnected = true;
+                }
+                Err(OpenError::Dead(why)) => {
+                    return Err(ConnError::Unreachable(format!(
+                        "{}: the connection dropped: {why}",
+                        self.label()
+                    )))
+                }
+                Err(OpenError::Other(why)) => {
+                    return Err(ConnError::Io(format!("{}: {why}", self.label())))
+                }
+            }
+        }
+    }
+
+    /// The shell command line sent to sshd: always /bin/sh (whatever the
+    /// login shell), through sudo for become.
+    fn command_line(&self, cmd: &Command) -> (String, Option<BecomeCtl>) {
+        let sh = format!("/bin/sh -c {}", quote(&cmd.cmd));
+        let Some(user) = cmd
+            .become_user
+            .as_deref()
+            .filter(|u| *u != self.target.user)
+        else {
+            return (sh, None);
+        };
+        match &self.target.become_password {
+            None => (format!("sudo -H -n -u {} -- {sh}", quote(user)), None),
+            Some(pw) => {
+                let id = unique_id();
+                let marker = format!("[mailrun-sudo-{id}] password:");
+                let token = format!("MAILRUN-BECOME-{id}");
+                let inner = format!("echo {token}; {}", cmd.cmd);
+                (
+                    format!(
+                        "sudo -H -S -p {} -u {} -- /bin/sh -c {}",
+                        quote(&marker),
+                        quote(user),
+                        quote(&inner)
+                    ),
+                    Some(BecomeCtl {
+                        marker,
+                        token,
+                        password: pw.clone(),
+                        user: user.to_string(),
+                    }),
+                )
+            }
+        }
+    }
+
+    async fn run(&self, cmd: &Command) -> Result<ExecOutput, ConnError> {
+        let _slot = self.channels.acquire().await.expect("never closed");
+        let ch = self.channel().await?;
+        let (line, become_) = self.command_line(cmd);
+        let label = self.label();
+        // The channel is drained by its own task, to the end, even if the
+        // caller goes away.
+        let job = tokio::spawn(drive(
+            ch,
+            line,
+            cmd.stdin.clone(),
+            become_,
+            cmd.timeout,
+            label,
+        ));
+        job.await
+            .map_err(|e| ConnError::Io(format!("{}: command task failed: {e}", self.label())))?
+    }
+
+    async fn sftp(&self) -> Result<Arc<Sftp>, ConnError> {
+        {
+            let st = self.state.lock().await;
+            if let Some(s) = st.live.as_ref().and_then(|l| l.sftp.clone()) {
+                if !st.live.as_ref().is_some_and(|l| l.handle.is_closed()) {
+                    return Ok(s);
+                }
+            }
+        }
+        let slot = self
+            .channels
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let ch = self.channel().await?;
+        let err = |e: String| ConnError::Io(format!("{}: SFTP: {e}", self.label()));
+        ch.request_subsystem(true, "sftp")
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let cfg = russh_sftp::client::Config {
+            // Large writes, many in flight: the server's window is the limit.
+            max_write_packet_len: 255 * 1024,
+            max_concurrent_writes: 64,
+            request_timeout_secs: 60,
+            ..Default::default()
+        };
+        let session = SftpSession::new_with_config(ch.into_stream(), cfg)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let sftp = Arc::new(Sftp {
+            session,
+            _slot: slot,
+        });
+        let mut st = self.state.lock().await;
+        if let Some(live) = st.live.as_mut() {
+            if let Some(existing) = &live.sftp {
+                return Ok(existing.clone());
+            }
+            live.sftp = Some(sftp.clone());
+        }
+        Ok(sftp)
+    }
+
+    /// Drops the SFTP session after an error (it is reopened on next use).
+    async fn drop_sftp(&self) {
+        let mut st = self.state.lock().await;
+        if let Some(live) = st.live.as_mut() {
+            live.sftp = None;
+        }
+    }
+
+    async fn disconnect(&self) {
+        let mut st = self.state.lock().await;
+        if let Some(live) = st.live.take() {
+            if let Some(sftp) = &live.sftp {
+                let _ = sftp.session.close().await;
+            }
+            let _ = live
+                .handle
+                .disconnect(Disconnect::ByApplication, "", "en")
+                .await;
+        }
+    }
+
+    async fn sftp_write(&self, tmp: &str, data: &[u8]) -> Result<(), String> {
+        use russh_sftp::protocol::{FileAttributes, OpenFlags};
+        let sftp = self.sftp().await.map_err(|e| e.to_string())?;
+        let attrs = FileAttributes {
+            permissions: Some(0o600),
+            ..FileAttributes::empty()
+        };
+        let mut f = sftp
+            .session
+            .open_with_flags_and_attributes(
+                tmp,
+                OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE,
+                attrs,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        for chunk in data.chunks(1 << 20) {
+            f.write_all(chunk).await.map_err(|e| e.to_string())?;
+        }
+        f.shutdown().await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+fn is_dead(e: &russh::Error) -> bool {
+    matches!(
+        e,
+        russh::Error::SendError
+            | russh::Error::RecvError
+            | russh::Error::Disconnect
+            | russh::Error::HUP
+            | russh::Error::IO(_)
+            | russh::Error::KeepaliveTimeout
+            | russh::Error::InactivityTimeout
+    )
+}
+
+fn unique_id() -> String {
+    use sha2::{Digest, Sha256};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let seed = format!(
+        "{}-{}-{:?}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+    );
+    let h = Sha256::digest(seed.as_bytes());
+    h.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// sudo with a password: the prompt `marker` on stderr asks for it; the
+/// `token` on stdout says the command has started (then its stdin is sent).
+struct BecomeCtl {
+    marker: String,
+    token: String,
+    password: String,
+    user: String,
+}
+
+/// Runs one command on an open channel and reads it until the server closes
+/// the channel (or the grace after the exit status runs out, or the timeout).
+async fn drive(
+    ch: russh::Channel<Msg>,
+    line: String,
+    stdin: Option<Vec<u8>>,
+    become_: Option<BecomeCtl>,
+    timeout: Option<Duration>,
+    label: String,
+) -> Result<ExecOutput, ConnError> {
+    let (mut rx, tx) = ch.split();
+    let tx = Arc::new(tx);
+    if let Err(e) = tx.exec(true, line.into_bytes()).await {
+        let _ = tx.close().await;
+        return Err(ConnError::Unreachable(format!(
+            "{label}: the connection dropped: {}",
+            session::russh_reason(&e)
+        )));
+    }
+    let mut stdin = stdin;
+    let mut pending = become_;
+    if pending.is_none() {
+        start_stdin(&tx, stdin.take());
+    }
+    let mut out = ExecOutput::default();
+    let mut status: Option<i32> = None;
+    let mut prompts = 0;
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut grace: Option<tokio::time::Instant> = None;
+    loop {
+        let until = match (deadline, grace) {
+            (Some(d), Some(g)) => Some(d.min(g)),
+            (d, g) => d.or(g),
+        };
+        let msg = match until {
+            None => rx.wait().await,
+            Some(u) => match tokio::time::timeout_at(u, rx.wait()).await {
+                Ok(m) => m,
+                Err(_) => {
+                    if grace.is_some_and(|g| tokio::time::Instant::now() >= g) {
+                        // Exited; a background child keeps the channel open.
+                        break;
+                    }
+                    let _ = tx.signal(russh::Sig::KILL).await;
+                    let _ = tx.close().await;
+                    drain_after_close(rx);
+                    return Err(ConnError::Timeout(timeout.unwrap_or_default()));
+                }
+            },
+        };
+        let Some(msg) = msg else {
+            if status.is_some() {
+                break;
+            }
+            return Err(ConnError::Unreachable(format!(
+                "{label}: the connection dropped while the command ran"
+            )));
+        };
+        match msg {
+            ChannelMsg::Data { data } => {
+                out.stdout.extend_from_slice(&data);
+                if let Some(b) = &pending {
+                    if let Some(pos) = find_line(&out.stdout, b.token.as_bytes()) {
+                        out.stdout.drain(..pos);
+                        pending = None;
+                        start_stdin(&tx, stdin.take());
+                    }
+                }
+                if grace.is_some() {
+                    grace = Some(tokio::time::Instant::now() + EXIT_GRACE);
+                }
+            }
+            ChannelMsg::ExtendedData { data, ext } => {
+                if ext == 1 {
+                    out.stderr.extend_from_slice(&data);
+                }
+                if let Some(b) = &pending {
+                    let marker = b.marker.as_bytes();
+                    while let Some(pos) = find(&out.stderr, marker) {
+                        out.stderr.drain(pos..pos + marker.len());
+                        prompts += 1;
+                        if prompts > 1 {
+                            let _ = tx.signal(russh::Sig::KILL).await;
+                            let _ = tx.close().await;
+                            drain_after_close(rx);
+                            return Ok(ExecOutput {
+                                rc: 1,
+                                stdout: Vec::new(),
+                                stderr: format!(
+                                    "become: sudo did not accept the become password for {} on {label}",
+                                    b.user
+                                )
+                                .into_bytes(),
+                            });
+                        }
+                        let pw = Bytes::from(format!("{}\n", b.password));
+                        let _ = tx.data_bytes(pw).await;
+                    }
+                }
+            }
+            ChannelMsg::ExitStatus { exit_status } => {
+                status = Some(exit_status as i32);
+                grace = Some(tokio::time::Instant::now() + EXIT_GRACE);
+            }
+            ChannelMsg::ExitSignal { signal_name, .. } => {
+                status = Some(128 + signal_number(&signal_name));
+                grace = Some(tokio::time::Instant::now() + EXIT_GRACE);
+            }
+            ChannelMsg::Failure => {
+                let _ = tx.close().await;
+                drain_after_close(rx);
+                return Err(ConnError::Io(format!(
+                    "{label}: the server refused to run the command"
+                )));
+            }
+            ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    let _ = tx.close().await;
+    out.rc = status.unwrap_or(-1);
+    Ok(out)
+}
+
+/// Keeps reading a closed channel's leftovers so the session never stalls.
+fn drain_after_close(mut rx: russh::ChannelReadHalf) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(30), async {
+            while rx.wait().await.is_some() {}
+        })
+        .await;
+    });
+}
+
+/// Sends the command's input in large packets, then EOF, without holding up
+/// the reader.
+fn start_stdin(tx: &Arc<ChannelWriteHalf<Msg>>, stdin: Option<Vec<u8>>) {
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        if let Some(data) = stdin {
+            let data = Bytes::from(data);
+            let mut off = 0;
+            while off < data.len() {
+                let end = (off + (256 << 10)).min(data.len());
+                if tx.data_bytes(data.slice(off..end)).await.is_err() {
+                    return;
+                }
+                off = end;
+            }
+        }
+        let _ = tx.eof().await;
+    });
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The end of the line that holds `token` (the offset after its newline).
+fn find_line(hay: &[u8], token: &[u8]) -> Option<usize> {
+    let pos = find(hay, token)?;
+    let nl = hay[pos..].iter().position(|b| *b == b'\n')?;
+    Some(pos + nl + 1)
+}
+
+fn signal_number(sig: &russh::Sig) -> i32 {
+    use russh::Sig::*;
+    match sig {
+        HUP => 1,
+        INT => 2,
+        QUIT => 3,
+        ILL => 4,
+        ABRT => 6,
+        FPE => 8,
+        KILL => 9,
+        USR1 => 10,
+        SEGV => 11,
+        PIPE => 13,
+        ALRM => 14,
+        TERM => 15,
+        _ => 0,
+    }
+}
+
+#[async_trait]
+impl Connection for HostConn {
+    async fn exec(&self, cmd: &Command) -> Result<ExecOutput, ConnError> {
+        self.run(cmd).await
+    }
+
+    async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, ConnError> {
+        let sftp = self.sftp().await?;
+        match sftp.session.read(path).await {
+            Ok(data) => Ok(Some(data)),
+            Err(russh_sftp::client::error::Error::Status(s))
+                if s.status_code == russh_sftp::protocol::StatusCode::NoSuchFile =>
+            {
+                Ok(None)
+            }
+            Err(e) => {
+                self.drop_sftp().await;
+                Err(ConnError::Io(format!(
+                    "{}: cannot read {path}: {e}",
+                    self.label()
+                )))
+            }
+        }
+    }
+
+    async fn write_file(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: Option<u32>,
+    ) -> Result<(), ConnError> {
+        let (dir, name) = match path.rsplit_once('/') {
+            Some(("", n)) => ("/", n),
+            Some((d, n)) => (d, n),
+            None => (".", path),
+        };
+        let tmp = format!(
+            "{}/.{}.mailrun-{}",
+            dir.trim_end_matches('/'),
+            name,
+            unique_id()
+        );
+        if let Err(e) = self.sftp_write(&tmp, data).await {
+            self.drop_sftp().await;
+            let _ = self
+                .run(&Command::new(format!("rm -f -- {}", quote(&tmp))))
+                .await;
+            return Err(ConnError::Io(format!(
+                "{}: cannot write {path}: {e}",
+                self.label()
+            )));
+        }
+        // Keep the old file's owner and mode (or the umask's for a new one),
+        // then the wanted mode, then rename over the destination.
+        let chmod = mode
+            .map(|m| format!("chmod {m:04o} -- \"$t\" &&\n"))
+            .unwrap_or_default();
+        let script = format!(
+            "t={} p={}\n\
+             if [ -e \"$p\" ]; then\n\
+             chown --reference=\"$p\" -- \"$t\" 2>/dev/null\n\
+             chmod --reference=\"$p\" -- \"$t\" || {{ rm -f -- \"$t\"; exit 1; }}\n\
+             else chmod \"$(printf '%o' $((0666 & ~0$(umask))))\" -- \"$t\"; fi\n\
+             {chmod}mv -f -- \"$t\" \"$p\" || {{ rm -f -- \"$t\"; exit 1; }}",
+            quote(&tmp),
+            quote(path)
+        );
+        let out = self.run(&Command::new(script)).await?;
+        if out.rc != 0 {
+            return Err(ConnError::Io(format!(
+                "{}: cannot write {path}: {}",
+                self.label(),
+                out.stderr_str().trim_end()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn stat(&self, path: &str) -> Result<Option<FileStat>, ConnError> {
+        let out = self
+            .run(&Command::new(connection::stat_script(path)))
+            .await?;
+        if out.rc != 0 {
+            return Err(ConnError::Io(format!(
+                "{}: cannot stat {path}: {}",
+                self.label(),
+                out.stderr_str().trim_end()
+            )));
+        }
+        connection::parse_stat_output(&out.stdout_str())
+            .map_err(|e| ConnError::Io(format!("{}: cannot stat {path}: {e}", self.label())))
+    }
+}
+
+/// Whether the policy is strict (for messages).
+pub fn policy_from_cli(p: crate::cli::HostKeyChecking) -> HostKeyPolicy {
+    match p {
+        crate::cli::HostKeyChecking::Strict => HostKeyPolicy::Strict,
+        crate::cli::HostKeyChecking::AcceptNew => HostKeyPolicy::AcceptNew,
+        crate::cli::HostKeyChecking::Off => HostKeyPolicy::Off,
+    }
+}
