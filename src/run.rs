@@ -349,7 +349,9 @@ fn print_lists(book: &Playbook, plan: &engine::Plan, a: &PlaybookArgs) {
     }
 }
 
-async fn adhoc(a: AdhocArgs) -> Result<i32> {
+async fn adhoc(mut a: AdhocArgs) -> Result<i32> {
+    // Ad hoc runs are for reading results: show them as `-v` does.
+    a.common.verbose = a.common.verbose.max(1);
     let extra = extra_vars(&a.common.extra_vars)?;
     let Some(module) = modules::get(&a.module) else {
         let help = crate::suggest::did_you_mean(&a.module, modules::names())

@@ -532,7 +532,7 @@ fn exit_codes() {
     let r = p.run(&["ok.yml", "--syntax-check"]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stdout.contains("playbook: ok.yml"));
-    // An SSH host cannot be reached yet: unreachable, exit 3.
+    // An SSH host that refuses connections: unreachable, exit 3.
     p.file("ssh.ini", "far ansible_host=127.0.0.1 ansible_port=1\n");
     p.file(
         "far.yml",

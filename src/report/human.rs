@@ -24,6 +24,8 @@ pub struct Human<W: Write + Send> {
     plays: HashMap<usize, String>,
     current_play: Option<usize>,
     progress_shown: bool,
+    /// Why each unreachable host could not be reached, for the recap.
+    unreachable: IndexMap<String, String>,
 }
 
 const GREEN: &str = "\x1b[32m";
@@ -54,6 +56,7 @@ impl<W: Write + Send> Human<W> {
             plays: HashMap::new(),
             current_play: None,
             progress_shown: false,
+            unreachable: IndexMap::new(),
         }
     }
 
@@ -228,6 +231,11 @@ impl<W: Write + Send> Reporter for Human<W> {
                 ..
             } => {
                 let key = (*play, *index, *handler);
+                if *status == Status::Unreachable {
+                    self.unreachable
+                        .entry(host.clone())
+                        .or_insert_with(|| msg.clone().unwrap_or_default());
+                }
                 // A loop's items were shown; its summary only when it failed.
                 if *summary && *status != Status::Failed {
                     return;
@@ -284,6 +292,15 @@ impl<W: Write + Send> Reporter for Human<W> {
                 let _ = writeln!(self.out, "\n{}", banner("PLAY RECAP"));
                 for (h, s) in hosts {
                     let _ = writeln!(self.out, "{}", self.recap_line(h, s));
+                }
+                if !self.unreachable.is_empty() {
+                    let _ = writeln!(self.out);
+                    let mut hosts: Vec<_> = self.unreachable.iter().collect();
+                    hosts.sort();
+                    for (h, why) in hosts {
+                        let line = format!("UNREACHABLE {h}: {why}");
+                        let _ = writeln!(self.out, "{}", self.paint(RED, &line));
+                    }
                 }
                 let _ = writeln!(self.out);
             }
