@@ -303,7 +303,14 @@ impl HostConn {
     async fn open(&self, handle: &Handle) -> Result<russh::Channel<Msg>, OpenError> {
         let mut delay = Duration::from_millis(10);
         for _ in 0..12 {
-            match handle.channel_open_session().await {
+            // A session whose peer vanished without a word answers nothing.
+            let opened =
+                tokio::time::timeout(self.target.connect_timeout, handle.channel_open_session())
+                    .await
+                    .map_err(|_| {
+                        OpenError::Dead("no answer to a channel open (the peer is gone)".into())
+                    })?;
+            match opened {
                 Ok(ch) => return Ok(ch),
                 Err(russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed))
                 | Err(russh::Error::ChannelOpenFailure(
