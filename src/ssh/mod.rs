@@ -820,3 +820,61 @@ pub fn policy_from_cli(p: crate::cli::HostKeyChecking) -> HostKeyPolicy {
         crate::cli::HostKeyChecking::Off => HostKeyPolicy::Off,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(user: &str, become_password: Option<&str>) -> HostConn {
+        let pool = Pool::without_ssh_config(SshOptions::default());
+        let mut vars = serde_json::Map::new();
+        vars.insert("ansible_user".into(), user.into());
+        if let Some(pw) = become_password {
+            vars.insert("ansible_become_password".into(), pw.into());
+        }
+        let target = config::target("h", &vars, None, &pool.opts, None).unwrap();
+        HostConn {
+            known: Arc::new(KnownHosts::new(&pool.opts.home, None)),
+            pool,
+            target,
+            state: tokio::sync::Mutex::new(State::default()),
+            channels: Arc::new(Semaphore::new(CHANNELS_PER_HOST)),
+        }
+    }
+
+    #[test]
+    fn command_lines_quote_and_never_carry_the_password() {
+        let cmd = Command {
+            cmd: "echo 'a b'; rm -rf \"$x\"".into(),
+            become_user: Some("root".into()),
+            ..Default::default()
+        };
+        // Logged in as the become user: no sudo.
+        let (line, ctl) = conn("root", None).command_line(&cmd);
+        assert_eq!(line, r#"/bin/sh -c 'echo '\''a b'\''; rm -rf "$x"'"#);
+        assert!(ctl.is_none());
+        // No password: sudo -n (fails fast instead of prompting).
+        let (line, _) = conn("alice", None).command_line(&cmd);
+        assert!(
+            line.starts_with("sudo -H -n -u root -- /bin/sh -c "),
+            "{line}"
+        );
+        // With a password: a prompt marker and a start token, no password.
+        let (line, ctl) = conn("alice", Some("pw-s3cret")).command_line(&cmd);
+        let ctl = ctl.unwrap();
+        assert!(!line.contains("pw-s3cret"), "{line}");
+        assert!(
+            line.contains(&ctl.marker) && line.contains(&ctl.token),
+            "{line}"
+        );
+        assert!(line.starts_with("sudo -H -S -p "), "{line}");
+    }
+
+    #[test]
+    fn token_line_and_marker_search() {
+        assert_eq!(find_line(b"junk MAILRUN-X\nout", b"MAILRUN-X"), Some(15));
+        assert_eq!(find_line(b"MAILRUN-X", b"MAILRUN-X"), None);
+        assert_eq!(find(b"abc[p] password:", b"[p] password:"), Some(3));
+        assert_ne!(unique_id(), unique_id());
+    }
+}
