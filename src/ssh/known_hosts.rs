@@ -169,6 +169,9 @@ impl KnownHosts {
                 revoked.extend(r);
             }
         }
+        // A line that names the host twice (`name,addr`) counts once.
+        keys.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        keys.dedup_by(|a, b| a.file == b.file && a.line == b.line);
         (keys, revoked)
     }
 

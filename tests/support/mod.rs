@@ -1,6 +1,8 @@
 //! A small builder for running the `mailrun` binary on files in a temp dir.
 #![allow(dead_code)]
 
+pub mod netlab;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -89,10 +91,16 @@ impl Project {
         self.run_raw(&all)
     }
     pub fn run_raw(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+    /// Runs mailrun with extra environment variables (e.g. HOME).
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let out: Output = Command::new(env!("CARGO_BIN_EXE_mailrun"))
             .current_dir(self.dir.path())
             .env("NO_COLOR", "1")
             .env_remove("MAILRUN_INVENTORY")
+            .env_remove("SSH_AUTH_SOCK")
+            .envs(env.iter().copied())
             .args(args)
             .stdin(std::process::Stdio::null())
             .output()

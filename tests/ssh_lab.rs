@@ -1,0 +1,501 @@
+//! mailrun over its russh pool against real OpenSSH servers: lab hosts in
+//! network namespaces (tests/lab/lab.sh), as root. Every module runs twice:
+//! the second run changes nothing.
+
+mod support;
+
+use support::netlab::Lab;
+use support::{Project, Run};
+
+/// A project whose inventory is the lab's hosts (group `lab`).
+fn project(lab: &Lab, extra_host_vars: &str) -> Project {
+    let p = Project::new();
+    let mut ini = String::from("[lab]\n");
+    for (name, addr) in lab.hosts() {
+        ini.push_str(&format!(
+            "{name} ansible_host={addr} ansible_user=root {extra_host_vars}\n"
+        ));
+    }
+    p.file("lab.ini", &ini);
+    p
+}
+
+fn run(p: &Project, lab: &Lab, args: &[&str]) -> Run {
+    let home = lab.home();
+    let root = format!("root={}", p.path().display());
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["-e", &root]);
+    p.run_env(&all, &[("HOME", home.to_str().unwrap())])
+}
+
+fn play(p: &Project, lab: &Lab, book: &str, extra: &[&str]) -> Run {
+    let mut args = vec![book, "-i", "lab.ini", "--output", "json"];
+    args.extend(extra);
+    run(p, lab, &args)
+}
+
+fn sum_changed(r: &Run) -> u64 {
+    r.recap()["hosts"]
+        .as_object()
+        .map(|h| h.values().map(|s| s["changed"].as_u64().unwrap_or(0)).sum())
+        .unwrap_or(u64::MAX)
+}
+
+const EVERY_MODULE: &str = r#"
+- hosts: lab
+  tasks:
+    - name: command
+      command: touch /root/cmd-ran
+      args:
+        creates: /root/cmd-ran
+    - name: shell
+      shell: echo "{{ inventory_hostname }}" > /root/shell-ran
+      args:
+        creates: /root/shell-ran
+    - name: command output
+      command: cat /root/shell-ran
+      register: out
+      changed_when: false
+      check_mode: false
+    - name: assert
+      assert:
+        that:
+          - out.stdout == inventory_hostname
+    - name: file_copy content
+      file_copy:
+        content: "hello {{ inventory_hostname }}\n"
+        dest: /etc/mailrun-test.conf
+        mode: "0640"
+    - name: file_copy src
+      file_copy:
+        src: "{{ root }}/local.txt"
+        dest: /root/local.txt
+        mode: "0600"
+        owner: nobody
+    - name: template
+      template:
+        src: "{{ root }}/t.hbs"
+        dest: /root/templated.txt
+    - name: debug
+      debug:
+        msg: "on {{ inventory_hostname }}"
+    - name: set_fact
+      set_fact:
+        seen: "{{ out.stdout }}"
+    - name: pause
+      pause:
+        seconds: 0
+    - name: fail (skipped)
+      fail:
+        msg: never
+      when: seen != inventory_hostname
+"#;
+
+#[test]
+fn every_module_runs_remotely_and_twice_changes_nothing() {
+    let lab = Lab::up(&["mod1", "mod2"]);
+    let p = project(&lab, "");
+    p.file("local.txt", "from the control machine\n");
+    p.file(
+        "t.hbs",
+        "host={{inventory_hostname}} addr={{ansible_host}}\n",
+    );
+    p.file("site.yml", EVERY_MODULE);
+    let first = play(&p, &lab, "site.yml", &[]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert!(sum_changed(&first) >= 10, "{}", first.all());
+    for (name, addr) in lab.hosts() {
+        assert_eq!(lab.sh(&name, "cat /root/shell-ran").trim(), name);
+        assert_eq!(
+            lab.sh(&name, "cat /etc/mailrun-test.conf"),
+            format!("hello {name}\n")
+        );
+        assert_eq!(
+            lab.sh(&name, "stat -c %a /etc/mailrun-test.conf").trim(),
+            "640"
+        );
+        assert_eq!(
+            lab.sh(&name, "stat -c '%a %U' /root/local.txt").trim(),
+            "600 nobody"
+        );
+        assert_eq!(
+            lab.sh(&name, "cat /root/templated.txt"),
+            format!("host={name} addr={addr}\n")
+        );
+        // No temp file left beside the destinations.
+        assert_eq!(
+            lab.sh(&name, "ls -a /root /etc | grep -c mailrun- || true")
+                .trim(),
+            "1"
+        );
+    }
+    let second = play(&p, &lab, "site.yml", &[]);
+    assert_eq!(second.code, 0, "{}", second.all());
+    assert_eq!(sum_changed(&second), 0, "{}", second.all());
+
+    // fail fails on the host, with its message; exit 2.
+    p.file(
+        "fail.yml",
+        "- hosts: lab\n  tasks:\n    - fail:\n        msg: stop here\n",
+    );
+    let r = play(&p, &lab, "fail.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stdout.contains("stop here"), "{}", r.all());
+
+    // Check mode and diff over SSH: nothing written.
+    lab.sh("mod1", "echo changed > /etc/mailrun-test.conf");
+    let r = play(&p, &lab, "site.yml", &["--check", "--diff"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("+hello mod1"), "{}", r.all());
+    assert_eq!(lab.sh("mod1", "cat /etc/mailrun-test.conf"), "changed\n");
+}
+
+#[test]
+fn adhoc_runs_one_module_with_kv_or_json_args() {
+    let lab = Lab::up(&["adh1", "adh2"]);
+    let p = project(&lab, "");
+    let r = run(
+        &p,
+        &lab,
+        &[
+            "adhoc", "lab", "-m", "command", "-a", "uname -n", "-i", "lab.ini",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    for (name, _) in lab.hosts() {
+        assert!(
+            r.stdout.contains(&format!("changed: [{name}]")),
+            "{}",
+            r.all()
+        );
+        let real = lab.name(&name);
+        assert!(r.stdout.contains(&format!("stdout: {real}")), "{}", r.all());
+    }
+    let args = r#"{"content": "x\n", "dest": "/root/adhoc.txt", "mode": "0600"}"#;
+    let adhoc = |extra: &[&str]| {
+        let mut a = vec![
+            "adhoc",
+            "adh1",
+            "-m",
+            "file_copy",
+            "-a",
+            args,
+            "-i",
+            "lab.ini",
+        ];
+        a.extend(extra);
+        run(&p, &lab, &a)
+    };
+    let r = adhoc(&["--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.changed("adh1"), 1, "{}", r.all());
+    let r = adhoc(&["--output", "json"]);
+    assert_eq!(r.changed("adh1"), 0, "{}", r.all());
+    assert_eq!(lab.sh("adh1", "cat /root/adhoc.txt"), "x\n");
+    // A bad argument is refused before any host is touched.
+    let r = run(
+        &p,
+        &lab,
+        &[
+            "adhoc",
+            "lab",
+            "-m",
+            "file_copy",
+            "-a",
+            "dst=/x",
+            "-i",
+            "lab.ini",
+        ],
+    );
+    assert_eq!(r.code, 4, "{}", r.all());
+    assert!(r.stderr.contains("did you mean 'dest'"), "{}", r.all());
+}
+
+#[test]
+fn twenty_hosts_in_one_run() {
+    let names: Vec<String> = (1..=20).map(|i| format!("m{i:02}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let lab = Lab::up(&refs);
+    let p = project(&lab, "");
+    p.file(
+        "many.yml",
+        "- hosts: lab\n  tasks:\n    - command: uname -n\n      register: n\n    - file_copy:\n        content: \"{{ n.stdout }}\\n\"\n        dest: /root/name\n",
+    );
+    let r = play(&p, &lab, "many.yml", &["-f", "20"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    for n in &names {
+        assert_eq!(r.recap()["hosts"][n]["failed"], 0, "{}", r.all());
+        assert_eq!(r.recap()["hosts"][n]["unreachable"], 0, "{}", r.all());
+    }
+    assert_eq!(lab.sh("m07", "cat /root/name").trim(), lab.name("m07"));
+}
+
+#[test]
+fn unreachable_hosts_are_reported_and_the_others_go_on() {
+    let lab = Lab::up(&["ok1", "down1", "rekey1", "new1"]);
+    lab.sshd_stop("down1");
+    lab.rekey("rekey1");
+    lab.forget("new1");
+    let p = project(&lab, "");
+    p.file(
+        "u.yml",
+        "- hosts: lab\n  tasks:\n    - command: \"true\"\n    - command: \"true\"\n",
+    );
+    let r = play(&p, &lab, "u.yml", &[]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    let recap = r.recap();
+    assert_eq!(recap["hosts"]["ok1"]["ok"], 2, "{}", r.all());
+    for h in ["down1", "rekey1", "new1"] {
+        assert_eq!(recap["hosts"][h]["unreachable"], 1, "{}", r.all());
+    }
+    let msg = |h: &str| {
+        r.results("command")
+            .iter()
+            .find(|e| e["host"] == h)
+            .map(|e| e["msg"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    assert!(msg("down1").contains("connection refused"), "{}", r.all());
+    let changed = msg("rekey1");
+    assert!(changed.contains("HOST KEY CHANGED"), "{changed}");
+    assert_eq!(
+        changed.matches("SHA256:").count(),
+        2,
+        "old and new fingerprints: {changed}"
+    );
+    assert!(msg("new1").contains("is not in"), "{}", r.all());
+    // The human recap names each unreachable host and why.
+    let h = run(&p, &lab, &["u.yml", "-i", "lab.ini"]);
+    assert!(h.stdout.contains("UNREACHABLE down1: "), "{}", h.all());
+
+    // accept-new learns the unknown host, still refuses the changed key.
+    let r = play(&p, &lab, "u.yml", &["--host-key-checking", "accept-new"]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    assert_eq!(r.recap()["hosts"]["new1"]["ok"], 2, "{}", r.all());
+    assert_eq!(
+        r.recap()["hosts"]["rekey1"]["unreachable"],
+        1,
+        "{}",
+        r.all()
+    );
+    let kh = std::fs::read_to_string(lab.home().join(".ssh/known_hosts")).unwrap();
+    assert!(kh.contains(lab.addr("new1")), "{kh}");
+    // Learnt: strict checking now accepts it.
+    let r = play(&p, &lab, "u.yml", &["-l", "new1"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    // off: only when asked.
+    let r = play(
+        &p,
+        &lab,
+        "u.yml",
+        &["-l", "rekey1", "--host-key-checking", "off"],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+}
+
+#[test]
+fn a_wrong_key_names_host_user_and_methods() {
+    let lab = Lab::up(&["wk1"]);
+    let p = project(&lab, "");
+    // A home with known_hosts but no default key, and a key sshd does not know.
+    let home = p.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::copy(
+        lab.home().join(".ssh/known_hosts"),
+        home.join(".ssh/known_hosts"),
+    )
+    .unwrap();
+    let key = p.path().join("wrong_key");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    p.file("w.yml", "- hosts: lab\n  tasks:\n    - command: \"true\"\n");
+    let root = format!("root={}", p.path().display());
+    let r = p.run_env(
+        &[
+            "w.yml",
+            "-i",
+            "lab.ini",
+            "--private-key",
+            key.to_str().unwrap(),
+            "--output",
+            "json",
+            "-e",
+            &root,
+        ],
+        &[("HOME", home.to_str().unwrap())],
+    );
+    assert_eq!(r.code, 3, "{}", r.all());
+    let msg = r.results("command")[0]["msg"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(msg.contains("authentication failed for root@wk1"), "{msg}");
+    assert!(msg.contains("wrong_key"), "{msg}");
+    assert!(msg.contains("the server accepts: publickey"), "{msg}");
+    // The right key given explicitly works.
+    let r = p.run_env(
+        &[
+            "w.yml",
+            "-i",
+            "lab.ini",
+            "--private-key",
+            lab.control_key().to_str().unwrap(),
+            "-e",
+            &root,
+        ],
+        &[("HOME", home.to_str().unwrap())],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+}
+
+#[test]
+fn password_login() {
+    let lab = Lab::up_with(&["--password", "s3cret-pw"], &["pw1"]);
+    let p = project(&lab, "ansible_password=s3cret-pw");
+    // No key at all: only the password can work.
+    let home = p.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::copy(
+        lab.home().join(".ssh/known_hosts"),
+        home.join(".ssh/known_hosts"),
+    )
+    .unwrap();
+    p.file("pw.yml", "- hosts: lab\n  tasks:\n    - command: id -un\n      register: u\n    - assert:\n        that: u.stdout == 'root'\n");
+    let root = format!("root={}", p.path().display());
+    let r = p.run_env(
+        &["pw.yml", "-i", "lab.ini", "-e", &root, "-vvv"],
+        &[("HOME", home.to_str().unwrap())],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        !r.all().contains("s3cret-pw"),
+        "the password is never printed: {}",
+        r.all()
+    );
+}
+
+#[test]
+fn sshd_restarted_mid_play_later_tasks_still_run() {
+    let lab = Lab::up(&["rs1"]);
+    let p = project(&lab, "");
+    let script = format!(
+        "LAB_DIR={} bash {} sshd-restart {}",
+        lab.dir().display(),
+        Lab::script().display(),
+        lab.name("rs1")
+    );
+    p.file(
+        "r.yml",
+        &format!(
+            "- hosts: lab\n  tasks:\n    - command: echo before\n    - name: restart sshd (dropping every session)\n      shell: {script:?}\n      delegate_to: localhost\n    - name: after\n      command: echo after\n      register: a\n    - assert:\n        that: a.stdout == 'after'\n"
+        ),
+    );
+    let r = play(&p, &lab, "r.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.status("after", "rs1"), "changed", "{}", r.all());
+}
+
+#[test]
+fn thirty_concurrent_tasks_on_one_host() {
+    let lab = Lab::up(&["cc1"]);
+    let p = project(&lab, "");
+    let mut book = String::from("- hosts: lab\n  strategy: graph\n  tasks:\n");
+    for i in 0..30 {
+        book.push_str(&format!(
+            "    - name: t{i}\n      shell: sleep 0.5; echo {i} > /tmp/t{i}\n"
+        ));
+    }
+    p.file("c.yml", &book);
+    let r = play(&p, &lab, "c.yml", &["-f", "40"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.recap()["hosts"]["cc1"]["changed"], 30, "{}", r.all());
+    assert_eq!(lab.sh("cc1", "ls /tmp | grep -c '^t[0-9]'").trim(), "30");
+}
+
+#[test]
+fn a_50_mb_file_copy_arrives_intact() {
+    let lab = Lab::up(&["big1"]);
+    let p = project(&lab, "");
+    let data: Vec<u8> = (0..50u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(p.path().join("big.bin"), &data).unwrap();
+    let want = {
+        use std::io::Write;
+        let mut c = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(&data).unwrap();
+        String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()[..64].to_string()
+    };
+    p.file(
+        "b.yml",
+        "- hosts: lab\n  tasks:\n    - file_copy:\n        src: \"{{ root }}/big.bin\"\n        dest: /root/big.bin\n        mode: \"0644\"\n",
+    );
+    let r = play(&p, &lab, "b.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.changed("big1"), 1);
+    assert_eq!(&lab.sh("big1", "sha256sum /root/big.bin")[..64], want);
+    let r = play(&p, &lab, "b.yml", &[]);
+    assert_eq!(r.changed("big1"), 0, "{}", r.all());
+}
+
+#[test]
+fn sudo_become_for_a_non_root_user() {
+    let lab = Lab::up_with(&["--user", "alice:alice-pw"], &["sudo1"]);
+    let p = Project::new();
+    p.file(
+        "lab.ini",
+        &format!(
+            "[lab]\nsudo1 ansible_host={} ansible_user=alice ansible_become_password=alice-pw\n",
+            lab.addr("sudo1")
+        ),
+    );
+    p.file(
+        "s.yml",
+        "- hosts: lab\n  tasks:\n    - command: id -un\n      register: me\n    - command: id -un\n      become: true\n      register: boss\n    - assert:\n        that:\n          - me.stdout == 'alice'\n          - boss.stdout == 'root'\n    - file_copy:\n        content: \"root only\\n\"\n        dest: /root/secret.txt\n        mode: \"0600\"\n      become: true\n    - shell: cat > /root/from-stdin\n      args:\n        stdin: \"piped in\"\n        creates: /root/from-stdin\n      become: true\n",
+    );
+    let r = play(&p, &lab, "s.yml", &["-vvv"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        lab.sh("sudo1", "stat -c '%U %a' /root/secret.txt").trim(),
+        "root 600"
+    );
+    assert_eq!(lab.sh("sudo1", "cat /root/from-stdin"), "piped in\n");
+    assert!(!r.all().contains("alice-pw"), "{}", r.all());
+    // The password went over stdin: never on a command line on the host.
+    assert_eq!(
+        lab.sh("sudo1", "grep -c alice-pw /var/log/sshd.log || true")
+            .trim(),
+        "0"
+    );
+    let r = play(&p, &lab, "s.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        r.changed("sudo1"),
+        2,
+        "only the two id commands: {}",
+        r.all()
+    );
+    // A wrong password fails the task with a clear message, no hang.
+    p.file(
+        "lab.ini",
+        &format!(
+            "[lab]\nsudo1 ansible_host={} ansible_user=alice ansible_become_password=wrong\n",
+            lab.addr("sudo1")
+        ),
+    );
+    let r = play(&p, &lab, "s.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stdout.contains("did not accept the become password"),
+        "{}",
+        r.all()
+    );
+}
