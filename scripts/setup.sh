@@ -9,13 +9,27 @@ if ! command -v cargo >/dev/null 2>&1; then
   # Debian's toolchain may be older than mailrun's minimum (Rust 1.85).
   need_apt+=(cargo rustc)
 fi
+# The test lab: sshd hosts in network namespaces (tests/lab/mrlab.sh).
+for pkg_cmd in openssh-server:/usr/sbin/sshd openssh-client:/usr/bin/ssh iproute2:/sbin/ip \
+               sudo:/usr/bin/sudo util-linux:/usr/bin/nsenter procps:/usr/bin/pkill \
+               time:/usr/bin/time passwd:/usr/sbin/chpasswd; do
+  [ -x "${pkg_cmd#*:}" ] || need_apt+=("${pkg_cmd%%:*}")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${need_apt[*]}; run as root so they can be installed" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # No daemon may start in the machine's own namespace during the install.
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+  [ $made_policy -eq 0 ] || rm -f /usr/sbin/policy-rc.d
 fi
 cargo --version
