@@ -92,7 +92,7 @@ pub fn stat_script(path: &str) -> String {
          if [ -d \"$p\" ]; then t=dir; elif [ -f \"$p\" ]; then t=file; else t=other; fi\n\
          printf '%s ' \"$t\"\n\
          stat -L -c '%a %u %g %s %U %G' -- \"$p\" || exit 1\n\
-         if [ \"$t\" = file ] && [ -r \"$p\" ]; then sha256sum < \"$p\" | cut -d' ' -f1; else echo -; fi",
+         if [ \"$t\" = file ] && [ -r \"$p\" ]; then sha256sum < \"$p\"; else echo -; fi",
         crate::quote::quote(path)
     )
 }
@@ -113,7 +113,11 @@ pub fn parse_stat_output(text: &str) -> Result<Option<FileStat>, String> {
         let name = |n: Option<&str>| n.filter(|n| *n != "UNKNOWN").map(str::to_string);
         let owner = name(f.next());
         let group = name(f.next());
-        let sum = lines.next().unwrap_or("-").trim();
+        // `sha256sum` prints the sum and `-` (its input's name).
+        let sum = lines
+            .next()
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or("-");
         Some(FileStat {
             is_dir: kind == "dir",
             size,

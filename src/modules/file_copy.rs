@@ -49,6 +49,8 @@ pub(super) struct InstallOpts {
     pub(super) backup: bool,
     pub(super) validate: Option<String>,
     pub(super) force: bool,
+    /// The destination's stat, when `resolve_dest` already made it.
+    pub(super) known: Option<Option<FileStat>>,
 }
 
 /// The argument specs `file_copy` and `template` share (after `src`).
@@ -190,12 +192,14 @@ impl Module for FileCopy {
             },
             (None, None) => return Ok(Outcome::failed("file_copy: no src or content")),
         };
-        let dest = match resolve_dest(ctx, "file_copy", &p.dest, src_name.as_deref()).await? {
-            Ok(d) => d,
-            Err(failed) => return Ok(failed),
-        };
+        let (dest, known) =
+            match resolve_dest(ctx, "file_copy", &p.dest, src_name.as_deref()).await? {
+                Ok(d) => d,
+                Err(failed) => return Ok(failed),
+            };
         let opts = InstallOpts {
             dest,
+            known,
             mode: p.mode,
             owner: p.owner,
             group: p.group,
@@ -241,19 +245,22 @@ pub(super) async fn read_local(
     })
 }
 
-/// `dest`, or the file inside it when it ends in `/` or is a directory.
+/// `dest`, or the file inside it when it ends in `/` or is a directory;
+/// with the stat of `dest` when it was made (so it is not made twice).
 pub(super) async fn resolve_dest(
     ctx: &Context,
     module: &str,
     dest: &str,
     src_name: Option<&str>,
-) -> Result<Result<String, Outcome>, ConnError> {
-    let is_dir = dest.ends_with('/') || host_stat(ctx, dest).await?.is_some_and(|s| s.is_dir);
-    if !is_dir {
-        return Ok(Ok(dest.to_string()));
+) -> Result<Result<(String, Option<Option<FileStat>>), Outcome>, ConnError> {
+    if !dest.ends_with('/') {
+        let st = host_stat(ctx, dest).await?;
+        if !st.as_ref().is_some_and(|s| s.is_dir) {
+            return Ok(Ok((dest.to_string(), Some(st))));
+        }
     }
     Ok(match src_name {
-        Some(name) => Ok(format!("{}/{name}", dest.trim_end_matches('/'))),
+        Some(name) => Ok((format!("{}/{name}", dest.trim_end_matches('/')), None)),
         None => Err(Outcome::failed(format!(
             "{module}: dest '{dest}' is a directory; give the path of a file"
         ))),
@@ -380,7 +387,10 @@ async fn check(
     data: &[u8],
     o: &InstallOpts,
 ) -> Result<Result<Plan, Outcome>, ConnError> {
-    let before = host_stat(ctx, &o.dest).await?;
+    let before = match &o.known {
+        Some(known) => known.clone(),
+        None => host_stat(ctx, &o.dest).await?,
+    };
     if before.as_ref().is_some_and(|b| b.is_dir) {
         return Ok(Err(Outcome::failed(format!(
             "dest '{}' is a directory",

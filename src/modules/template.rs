@@ -88,12 +88,13 @@ impl Module for Template {
         let name = std::path::Path::new(&p.src)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned());
-        let dest = match resolve_dest(ctx, "template", &p.dest, name.as_deref()).await? {
+        let (dest, known) = match resolve_dest(ctx, "template", &p.dest, name.as_deref()).await? {
             Ok(d) => d,
             Err(failed) => return Ok(failed),
         };
         let opts = InstallOpts {
             dest,
+            known,
             mode: p.mode,
             owner: p.owner,
             group: p.group,
