@@ -2,7 +2,7 @@
 # mailrun's test lab: real hosts on one machine, as root. Each host is a
 # network namespace with its own address on the bridge mrlab0, its own PID,
 # UTS, IPC and mount namespaces, a private /etc and /var (overlays over the
-# machine's), a private /root, /run and /tmp, its own ed25519 host key and
+# machine's; also /usr, /opt, /srv, /home, /mnt), a private /root, /run and /tmp, its own ed25519 host key and
 # OpenSSH's sshd. Hosts have no default route: they reach only the lab /24.
 # (Design and pitfalls: ../shared/LAB-NOTES.md.)
 #
@@ -83,15 +83,22 @@ alloc_octet() { # name -> octet
   die "no free address left in $NET.0/24"
 }
 
+# Directories a host sees as the machine's but writes privately (overlays);
+# /root, /run and /tmp are its own empty directories.
+OVERLAYS="etc var usr opt srv home mnt"
+
 # The host's PID 1: private mounts, then a reaper loop.
 init_script() { # statedir name
   cat <<INIT
 set -e
+OVERLAYS="$OVERLAYS"
 exec 3>"$1/ready"
 hostname "$2"
 umount -l /run/netns 2>/dev/null || true
-mount -n -t overlay overlay -o lowerdir=/etc,upperdir="$1/etc.upper",workdir="$1/etc.work" /etc
-mount -n -t overlay overlay -o lowerdir=/var,upperdir="$1/var.upper",workdir="$1/var.work" /var
+for d in $OVERLAYS; do
+  mkdir -p "$1/\$d.upper" "$1/\$d.work"
+  mount -n -t overlay overlay -o lowerdir=/\$d,upperdir="$1/\$d.upper",workdir="$1/\$d.work" /\$d
+done
 mount -n --bind "$1/root" /root
 mount -n --bind "$1/run" /run
 mount -n --bind "$1/tmp" /tmp
@@ -128,8 +135,9 @@ up_host() { # name
   mkdir -p "$d"
   if [ -f "$d/octet" ]; then o=$(cat "$d/octet"); else o=$(alloc_octet "$name"); echo "$o" > "$d/octet"; fi
   addr="$NET.$o"
-  rm -rf "$d/etc.work" "$d/var.work"
-  mkdir -p "$d"/{etc.upper,etc.work,var.upper,var.work,root,run,tmp}
+  local ov
+  for ov in $OVERLAYS; do rm -rf "$d/$ov.work"; done
+  mkdir -p "$d"/{root,run,tmp}
   ip netns del "mr-$name" 2>/dev/null || true
   ip link del "mrl$o" 2>/dev/null || true
   ip netns add "mr-$name"
