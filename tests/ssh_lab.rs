@@ -499,3 +499,159 @@ fn sudo_become_for_a_non_root_user() {
         r.all()
     );
 }
+
+/// A home with the lab's known_hosts and no key of its own.
+fn keyless_home(p: &Project, lab: &Lab) -> std::path::PathBuf {
+    let home = p.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::copy(
+        lab.home().join(".ssh/known_hosts"),
+        home.join(".ssh/known_hosts"),
+    )
+    .unwrap();
+    home
+}
+
+#[test]
+fn ssh_agent_and_a_passphrase_protected_key() {
+    let lab = Lab::up(&["ag1"]);
+    let p = project(&lab, "");
+    let home = keyless_home(&p, &lab);
+    p.file("a.yml", "- hosts: lab\n  tasks:\n    - command: id -un\n");
+    let root = format!("root={}", p.path().display());
+    // The control key, encrypted with a passphrase.
+    let key = p.path().join("locked_key");
+    std::fs::copy(lab.control_key(), &key).unwrap();
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-p", "-N", "open sesame", "-P", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+
+    // ssh-agent holding the key: no key file needed.
+    let agent = std::process::Command::new("ssh-agent")
+        .arg("-s")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&agent.stdout).into_owned();
+    let field = |name: &str| {
+        text.split(&format!("{name}="))
+            .nth(1)
+            .and_then(|r| r.split(';').next())
+            .unwrap()
+            .to_string()
+    };
+    let (sock, pid) = (field("SSH_AUTH_SOCK"), field("SSH_AGENT_PID"));
+    let kill_agent = || {
+        let _ = std::process::Command::new("kill").arg(&pid).status();
+    };
+    let add = std::process::Command::new("ssh-add")
+        .arg(lab.control_key())
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    let r = p.run_env(
+        &["a.yml", "-i", "lab.ini", "-e", &root],
+        &[("HOME", home.to_str().unwrap()), ("SSH_AUTH_SOCK", &sock)],
+    );
+    kill_agent();
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    // Without a terminal the encrypted key cannot be opened: a clear reason.
+    let r = p.run_env(
+        &[
+            "a.yml",
+            "-i",
+            "lab.ini",
+            "--private-key",
+            key.to_str().unwrap(),
+            "--output",
+            "json",
+            "-e",
+            &root,
+        ],
+        &[("HOME", home.to_str().unwrap())],
+    );
+    assert_eq!(r.code, 3, "{}", r.all());
+    assert!(r.stdout.contains("encrypted"), "{}", r.all());
+
+    // On a terminal it asks for the passphrase once.
+    let cmd = format!(
+        "{} a.yml -i lab.ini --private-key {} -e {root}",
+        env!("CARGO_BIN_EXE_mailrun"),
+        key.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(p.path())
+        .env("HOME", &home)
+        .env("NO_COLOR", "1")
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stdin.write_all(b"open sesame\n").unwrap();
+        // Kept open until the run ends (script ends the session at EOF).
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Enter passphrase for key"), "{text}");
+        assert!(text.contains("ok=1"), "{text}");
+        assert!(
+            !text.contains("open sesame"),
+            "the passphrase is not echoed: {text}"
+        );
+    }
+}
+
+#[test]
+fn task_timeout_kills_the_remote_command_and_a_cut_link_times_out() {
+    let lab = Lab::up(&["to1", "cut1"]);
+    let p = project(&lab, "ansible_ssh_timeout=2");
+    p.file(
+        "t.yml",
+        "- hosts: lab\n  tasks:\n    - command: sleep 300\n      timeout: 1\n      ignore_errors: true\n    - command: echo still here\n      register: after\n    - assert:\n        that: after.stdout == 'still here'\n",
+    );
+    let r = play(&p, &lab, "t.yml", &["-l", "to1"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.recap()["hosts"]["to1"]["ignored"], 1, "{}", r.all());
+    assert!(r.stdout.contains("timed out after 1"), "{}", r.all());
+    // cut1's link goes down: nothing answers its address any more.
+    lab.sh("cut1", "ip link set eth0 down");
+    p.file(
+        "cut.yml",
+        "- hosts: cut1\n  tasks:\n    - command: \"true\"\n",
+    );
+    let started = std::time::Instant::now();
+    let r = play(&p, &lab, "cut.yml", &[]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "no hang: {:?}",
+        started.elapsed()
+    );
+    let msg = r.results("command")[0]["msg"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        msg.contains("timed out") || msg.contains("no route to host"),
+        "{msg}"
+    );
+    // The timed-out command does not live on on the host.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let ps = lab.sh("to1", "ps -eo args");
+    assert!(!ps.lines().any(|l| l == "sleep 300"), "{ps}");
+}

@@ -357,8 +357,13 @@ impl HostConn {
 
     /// The shell command line sent to sshd: always /bin/sh (whatever the
     /// login shell), through sudo for become.
-    fn command_line(&self, cmd: &Command) -> (String, Option<BecomeCtl>) {
-        let sh = format!("/bin/sh -c {}", quote(&cmd.cmd));
+    ///
+    /// Every process of the command carries `MAILRUN_JOB=<job>` in its
+    /// environment, so a command that timed out can be found and killed
+    /// whole (a channel signal reaches only its first process).
+    fn command_line(&self, cmd: &Command, job: &str) -> (String, Option<BecomeCtl>) {
+        let tagged = format!("export MAILRUN_JOB={job}; {}", cmd.cmd);
+        let sh = format!("/bin/sh -c {}", quote(&tagged));
         let Some(user) = cmd
             .become_user
             .as_deref()
@@ -372,7 +377,7 @@ impl HostConn {
                 let id = unique_id();
                 let marker = format!("[mailrun-sudo-{id}] password:");
                 let token = format!("MAILRUN-BECOME-{id}");
-                let inner = format!("echo {token}; {}", cmd.cmd);
+                let inner = format!("echo {token}; {tagged}");
                 (
                     format!(
                         "sudo -H -S -p {} -u {} -- /bin/sh -c {}",
@@ -392,21 +397,54 @@ impl HostConn {
     }
 
     async fn run(&self, cmd: &Command) -> Result<ExecOutput, ConnError> {
+        let job = unique_id();
+        let result = {
+            let _slot = self.channels.acquire().await.expect("never closed");
+            let ch = self.channel().await?;
+            let (line, become_) = self.command_line(cmd, &job);
+            let label = self.label();
+            // The channel is drained by its own task, to the end, even if
+            // the caller goes away.
+            let task = tokio::spawn(drive(
+                ch,
+                line,
+                cmd.stdin.clone(),
+                become_,
+                cmd.timeout,
+                label,
+            ));
+            task.await
+                .map_err(|e| ConnError::Io(format!("{}: command task failed: {e}", self.label())))?
+        };
+        if matches!(result, Err(ConnError::Timeout(_))) {
+            self.kill_job(&job, cmd.become_user.clone()).await;
+        }
+        result
+    }
+
+    /// Kills every process of a command (found by its `MAILRUN_JOB`).
+    async fn kill_job(&self, job: &str, become_user: Option<String>) {
+        let script = format!(
+            "for f in $(grep -lsxz MAILRUN_JOB={job} /proc/[0-9]*/environ); do\n\
+             p=${{f#/proc/}}; kill -KILL \"${{p%/environ}}\" 2>/dev/null; done; true"
+        );
+        let kill = Command {
+            cmd: script,
+            stdin: None,
+            timeout: Some(Duration::from_secs(30)),
+            become_user,
+        };
+        let _ = self.run_untimed(&kill).await;
+    }
+
+    /// `run` without the kill-on-timeout step (for the kill itself).
+    async fn run_untimed(&self, cmd: &Command) -> Result<ExecOutput, ConnError> {
         let _slot = self.channels.acquire().await.expect("never closed");
         let ch = self.channel().await?;
-        let (line, become_) = self.command_line(cmd);
+        let (line, become_) = self.command_line(cmd, "kill");
         let label = self.label();
-        // The channel is drained by its own task, to the end, even if the
-        // caller goes away.
-        let job = tokio::spawn(drive(
-            ch,
-            line,
-            cmd.stdin.clone(),
-            become_,
-            cmd.timeout,
-            label,
-        ));
-        job.await
+        tokio::spawn(drive(ch, line, None, become_, cmd.timeout, label))
+            .await
             .map_err(|e| ConnError::Io(format!("{}: command task failed: {e}", self.label())))?
     }
 
@@ -850,17 +888,20 @@ mod tests {
             ..Default::default()
         };
         // Logged in as the become user: no sudo.
-        let (line, ctl) = conn("root", None).command_line(&cmd);
-        assert_eq!(line, r#"/bin/sh -c 'echo '\''a b'\''; rm -rf "$x"'"#);
+        let (line, ctl) = conn("root", None).command_line(&cmd, "J1");
+        assert_eq!(
+            line,
+            r#"/bin/sh -c 'export MAILRUN_JOB=J1; echo '\''a b'\''; rm -rf "$x"'"#
+        );
         assert!(ctl.is_none());
         // No password: sudo -n (fails fast instead of prompting).
-        let (line, _) = conn("alice", None).command_line(&cmd);
+        let (line, _) = conn("alice", None).command_line(&cmd, "J2");
         assert!(
             line.starts_with("sudo -H -n -u root -- /bin/sh -c "),
             "{line}"
         );
         // With a password: a prompt marker and a start token, no password.
-        let (line, ctl) = conn("alice", Some("pw-s3cret")).command_line(&cmd);
+        let (line, ctl) = conn("alice", Some("pw-s3cret")).command_line(&cmd, "J3");
         let ctl = ctl.unwrap();
         assert!(!line.contains("pw-s3cret"), "{line}");
         assert!(
