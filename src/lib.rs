@@ -14,8 +14,9 @@
 //!   `when`/`changed_when`/`failed_when`/`until` expression language.
 //! - [`module`], [`modules`]: the module contract and the built-in modules
 //!   (one file each, one registry line each).
-//! - [`connection`], [`local`]: what a module may do on a host; the local
-//!   connection.
+//! - [`connection`], [`local`], [`ssh`]: what a module may do on a host; the
+//!   local connection; the SSH pool on russh (sessions, auth, known_hosts,
+//!   SFTP, sudo).
 //! - [`engine`]: the (task, host) graph and the scheduler; emits events.
 //! - [`report`]: the only printing of run output: human and JSON.
 
