@@ -655,3 +655,56 @@ fn task_timeout_kills_the_remote_command_and_a_cut_link_times_out() {
     let ps = lab.sh("to1", "ps -eo args");
     assert!(!ps.lines().any(|l| l == "sleep 300"), "{ps}");
 }
+
+#[test]
+fn ssh_config_names_the_address_user_and_key() {
+    let lab = Lab::up(&["cfg1"]);
+    let p = Project::new();
+    // The inventory knows only an alias; ~/.ssh/config says the rest.
+    p.file("lab.ini", "[lab]\nmailhost\n");
+    let home = keyless_home(&p, &lab);
+    let key = home.join(".ssh/lab_key");
+    std::fs::copy(lab.control_key(), &key).unwrap();
+    std::fs::write(
+        home.join(".ssh/config"),
+        format!(
+            "ServerAliveInterval 30\n\nHost mailhost\n    HostName {}\n    User root\n    Port 22\n    IdentityFile ~/.ssh/lab_key\n",
+            lab.addr("cfg1")
+        ),
+    )
+    .unwrap();
+    p.file("c.yml", "- hosts: lab\n  tasks:\n    - command: uname -n\n      register: n\n    - assert:\n        that: n.stdout != ''\n");
+    let root = format!("root={}", p.path().display());
+    let r = p.run_env(
+        &["c.yml", "-i", "lab.ini", "-e", &root],
+        &[("HOME", home.to_str().unwrap())],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+}
+
+#[test]
+fn thirty_aliases_of_one_host_do_not_trip_max_startups() {
+    // 30 inventory names for one sshd: 30 sessions, handshakes capped per
+    // address below sshd's MaxStartups (10), so none is dropped.
+    let lab = Lab::up(&["ms1"]);
+    let p = Project::new();
+    let mut ini = String::from("[lab]\n");
+    for i in 0..30 {
+        ini.push_str(&format!(
+            "alias{i:02} ansible_host={} ansible_user=root\n",
+            lab.addr("ms1")
+        ));
+    }
+    p.file("lab.ini", &ini);
+    p.file("m.yml", "- hosts: lab\n  tasks:\n    - command: \"true\"\n");
+    let r = play(&p, &lab, "m.yml", &["-f", "30"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    for i in 0..30 {
+        assert_eq!(
+            r.recap()["hosts"][format!("alias{i:02}")]["ok"],
+            1,
+            "{}",
+            r.all()
+        );
+    }
+}
