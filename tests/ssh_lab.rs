@@ -708,3 +708,35 @@ fn thirty_aliases_of_one_host_do_not_trip_max_startups() {
         );
     }
 }
+
+#[test]
+fn dovecot_hosts_keep_their_own_mail_and_sync_over_the_mesh() {
+    let lab = Lab::up_with(&["--dovecot"], &["dv-old", "dv-new"]);
+    let user = "alice@example.org:{PLAIN}pw:5000:5000::/var/vmail/example.org/alice::";
+    for h in ["dv-old", "dv-new"] {
+        lab.sh(h, &format!("echo '{user}' >> /etc/dovecot/users"));
+    }
+    lab.sh(
+        "dv-old",
+        "doveadm mailbox create -u alice@example.org Archive",
+    );
+    assert!(lab
+        .sh("dv-old", "doveadm mailbox list -u alice@example.org")
+        .contains("Archive"));
+    assert!(!lab
+        .sh("dv-new", "doveadm mailbox list -u alice@example.org")
+        .contains("Archive"));
+    // old reaches new as root by its name (the mesh): dsync over ssh works.
+    let new = lab.name("dv-new");
+    lab.sh(
+        "dv-old",
+        &format!("doveadm -o 'dsync_remote_cmd=ssh -o BatchMode=yes -l%{{login}} %{{host}} doveadm dsync-server -u%u -U' backup -u alice@example.org remote:root@{new}"),
+    );
+    assert!(lab
+        .sh("dv-new", "doveadm mailbox list -u alice@example.org")
+        .contains("Archive"));
+    assert!(
+        !std::path::Path::new("/var/vmail/example.org").exists(),
+        "mail stays in the hosts"
+    );
+}

@@ -6,7 +6,7 @@
 # OpenSSH's sshd. Hosts have no default route: they reach only the lab /24.
 # (Design and pitfalls: ../shared/LAB-NOTES.md.)
 #
-#   LAB_DIR=/some/dir mrlab.sh up [--password PW] [--user NAME:PW] [--no-mesh] NAME...
+#   LAB_DIR=/some/dir mrlab.sh up [--dovecot] [--password PW] [--user NAME:PW] [--no-mesh] NAME...
 #   LAB_DIR=… mrlab.sh down                 # every host of this LAB_DIR
 #   LAB_DIR=… mrlab.sh exec NAME CMD [ARG…] # run inside the host
 #   LAB_DIR=… mrlab.sh sshd-stop|sshd-start|sshd-restart|rekey NAME
@@ -177,9 +177,10 @@ up_host() { # name
 }
 
 cmd_up() {
-  local password="" users=() mesh=1 names=()
+  local password="" users=() mesh=1 names=() dovecot=0
   while [ $# -gt 0 ]; do
     case $1 in
+      --dovecot) dovecot=1; shift ;;
       --password) password=$2; shift 2 ;;
       --user) users+=("$2"); shift 2 ;;
       --no-mesh) mesh=0; shift ;;
@@ -247,7 +248,39 @@ cmd_up() {
     fi
     awk '{print $2, $1}' "$hostsfile" | in_host "$n" sh -c "{ printf '127.0.0.1 localhost\n127.0.1.1 $n\n'; cat; } > /etc/hosts"
     in_host "$n" sh -c '[ -s /run/sshd.pid ] && kill -0 "$(cat /run/sshd.pid)" 2>/dev/null' || start_sshd "$n"
+    [ $dovecot -eq 0 ] || setup_dovecot "$n"
   done
+}
+
+# Dovecot as on a Debian mail server: passwd-file users (/etc/dovecot/users,
+# empty at first), Maildir under /var/vmail (uid 5000), Sieve, IMAP, LMTP,
+# ManageSieve; logs in /var/log/dovecot.log. Started with its stdio detached.
+setup_dovecot() { # name
+  [ -x /usr/sbin/dovecot ] || die "dovecot is not installed (run scripts/setup.sh)"
+  in_host "$1" sh -c '
+    set -e
+    getent group vmail >/dev/null || groupadd -g 5000 vmail
+    id vmail >/dev/null 2>&1 || useradd -u 5000 -g 5000 -d /var/vmail -s /usr/sbin/nologin vmail
+    mkdir -p /var/vmail && chown vmail:vmail /var/vmail
+    touch /etc/dovecot/users && chown root:dovecot /etc/dovecot/users && chmod 640 /etc/dovecot/users
+    sed -i -e "s/^!include auth-system.conf.ext/#!include auth-system.conf.ext/" \
+           -e "s/^#!include auth-passwdfile.conf.ext/!include auth-passwdfile.conf.ext/" /etc/dovecot/conf.d/10-auth.conf
+    cat > /etc/dovecot/local.conf <<CONF
+listen = *
+mail_location = maildir:~/Maildir
+namespace inbox {
+  separator = /
+}
+log_path = /var/log/dovecot.log
+protocol lmtp {
+  mail_plugins = \$mail_plugins sieve
+}
+CONF
+    if [ -s /run/dovecot/master.pid ] && kill -0 "$(cat /run/dovecot/master.pid)" 2>/dev/null; then exit 0; fi
+    /usr/sbin/dovecot </dev/null >/dev/null 2>&1
+    for i in $(seq 1 100); do [ -S /run/dovecot/auth-userdb ] && exit 0; sleep 0.05; done
+    echo "dovecot did not start: $(tail -5 /var/log/dovecot.log)" >&2; exit 1
+  '
 }
 
 cmd_down() {
