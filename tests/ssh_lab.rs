@@ -582,38 +582,14 @@ fn ssh_agent_and_a_passphrase_protected_key() {
     assert!(r.stdout.contains("encrypted"), "{}", r.all());
 
     // On a terminal it asks for the passphrase once.
-    let cmd = format!(
-        "{} a.yml -i lab.ini --private-key {} -e {root}",
-        env!("CARGO_BIN_EXE_mailrun"),
-        key.display()
+    let args = format!("a.yml -i lab.ini --private-key {}", key.display());
+    let text = on_terminal(&p, &home, &args, "open sesame");
+    assert!(text.contains("Enter passphrase for key"), "{text}");
+    assert!(text.contains("ok=1"), "{text}");
+    assert!(
+        !text.contains("open sesame"),
+        "the passphrase is not echoed: {text}"
     );
-    let mut child = std::process::Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .current_dir(p.path())
-        .env("HOME", &home)
-        .env("NO_COLOR", "1")
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        stdin.write_all(b"open sesame\n").unwrap();
-        // Kept open until the run ends (script ends the session at EOF).
-        let out = child.wait_with_output().unwrap();
-        drop(stdin);
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("Enter passphrase for key"), "{text}");
-        assert!(text.contains("ok=1"), "{text}");
-        assert!(
-            !text.contains("open sesame"),
-            "the passphrase is not echoed: {text}"
-        );
-    }
 }
 
 #[test]
@@ -739,4 +715,60 @@ fn dovecot_hosts_keep_their_own_mail_and_sync_over_the_mesh() {
         !std::path::Path::new("/var/vmail/example.org").exists(),
         "mail stays in the hosts"
     );
+}
+
+/// Runs mailrun on a terminal (`script`), typing `input` at its prompts.
+fn on_terminal(p: &Project, home: &std::path::Path, args: &str, input: &str) -> String {
+    use std::io::Write;
+    let cmd = format!(
+        "{} {args} -e root={}",
+        env!("CARGO_BIN_EXE_mailrun"),
+        p.path().display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(p.path())
+        .env("HOME", home)
+        .env("NO_COLOR", "1")
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for line in input.lines() {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn ask_pass_and_ask_become_pass_prompt_once_at_start() {
+    let lab = Lab::up_with(
+        &["--password", "root-pw", "--user", "bob:bob-pw"],
+        &["ask1"],
+    );
+    let p = project(&lab, "");
+    let home = keyless_home(&p, &lab);
+    p.file("k.yml", "- hosts: lab\n  tasks:\n    - command: id -un\n");
+    // -k: the SSH password, asked before any host is contacted.
+    let text = on_terminal(&p, &home, "k.yml -i lab.ini -k", "root-pw");
+    assert!(text.contains("SSH password:"), "{text}");
+    assert!(text.contains("ok=1") && !text.contains("root-pw"), "{text}");
+    // -K: the become password for sudo.
+    p.file(
+        "bob.ini",
+        &format!(
+            "[lab]\nask1 ansible_host={} ansible_user=bob\n",
+            lab.addr("ask1")
+        ),
+    );
+    p.file("b.yml", "- hosts: lab\n  tasks:\n    - command: id -un\n      become: true\n      register: r\n    - assert:\n        that: r.stdout == 'root'\n");
+    let text = on_terminal(&p, &lab.home(), "b.yml -i bob.ini -K", "bob-pw");
+    assert!(text.contains("BECOME password:"), "{text}");
+    assert!(text.contains("ok=2") && !text.contains("bob-pw"), "{text}");
 }
