@@ -336,6 +336,32 @@ fn a_wrong_key_names_host_user_and_methods() {
     assert!(msg.contains("authentication failed for root@wk1"), "{msg}");
     assert!(msg.contains("wrong_key"), "{msg}");
     assert!(msg.contains("the server accepts: publickey"), "{msg}");
+    // An RSA key signs with SHA-2 (OpenSSH refuses SHA-1 ssh-rsa).
+    let rsa = p.path().join("rsa_key");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "3072", "-N", "", "-f"])
+        .arg(&rsa)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pubkey = std::fs::read_to_string(p.path().join("rsa_key.pub")).unwrap();
+    lab.sh(
+        "wk1",
+        &format!("echo '{}' >> /root/.ssh/authorized_keys", pubkey.trim()),
+    );
+    let r = p.run_env(
+        &[
+            "w.yml",
+            "-i",
+            "lab.ini",
+            "--private-key",
+            rsa.to_str().unwrap(),
+            "-e",
+            &root,
+        ],
+        &[("HOME", home.to_str().unwrap())],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
     // The right key given explicitly works.
     let r = p.run_env(
         &[
