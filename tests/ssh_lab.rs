@@ -798,3 +798,47 @@ fn ask_pass_and_ask_become_pass_prompt_once_at_start() {
     assert!(text.contains("BECOME password:"), "{text}");
     assert!(text.contains("ok=2") && !text.contains("bob-pw"), "{text}");
 }
+
+#[test]
+fn sshd_killed_and_link_cut_mid_command_are_unreachable_without_a_hang() {
+    let lab = Lab::up(&["mk1", "mc1", "mo1"]);
+    let p = project(&lab, "");
+    p.file(
+        "k.yml",
+        "- hosts: lab\n  tasks:\n    - command: sleep 8\n    - command: echo after\n",
+    );
+    let (dir, script) = (lab.dir().to_path_buf(), Lab::script());
+    let (killed, cut) = (lab.name("mk1"), lab.name("mc1"));
+    let faults = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        for (host, cmd) in [
+            (killed, "pkill -KILL -x sshd"),
+            (cut, "ip link set eth0 down"),
+        ] {
+            let st = std::process::Command::new("bash")
+                .arg(&script)
+                .args(["exec", &host, "sh", "-c", cmd])
+                .env("LAB_DIR", &dir)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+    });
+    let started = std::time::Instant::now();
+    let r = play(&p, &lab, "k.yml", &[]);
+    faults.join().unwrap();
+    assert_eq!(r.code, 3, "{}", r.all());
+    assert!(started.elapsed().as_secs() < 45, "{:?}", started.elapsed());
+    let recap = r.recap();
+    assert_eq!(recap["hosts"]["mk1"]["unreachable"], 1, "{}", r.all());
+    assert_eq!(recap["hosts"]["mc1"]["unreachable"], 1, "{}", r.all());
+    assert_eq!(recap["hosts"]["mo1"]["changed"], 2, "{}", r.all());
+    for h in ["mk1", "mc1"] {
+        let e = r
+            .results("command")
+            .into_iter()
+            .find(|e| e["host"] == h)
+            .unwrap();
+        assert!(e["msg"].as_str().unwrap().contains("dropped"), "{e}");
+    }
+}

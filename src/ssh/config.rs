@@ -80,6 +80,9 @@ pub struct Target {
     pub become_password: Option<String>,
     pub known_hosts_file: Option<PathBuf>,
     pub connect_timeout: Duration,
+    /// A keepalive after this much silence; 3 unanswered: the session is
+    /// dead (ServerAliveInterval in ~/.ssh/config, default 5 s).
+    pub keepalive: Duration,
 }
 
 fn var(vars: &Map<String, Value>, names: &[&str]) -> Option<String> {
@@ -177,7 +180,13 @@ pub fn target(
             .and_then(|p| p.connect_timeout)
             .unwrap_or(opts.connect_timeout),
     };
+    let keepalive = params
+        .as_ref()
+        .and_then(|p| p.server_alive_interval)
+        .filter(|d| !d.is_zero())
+        .unwrap_or(Duration::from_secs(5));
     Ok(Target {
+        keepalive,
         alias: alias.to_string(),
         addr,
         port,
@@ -230,6 +239,7 @@ mod tests {
         );
         assert_eq!(t.key_files, vec![home.path().join(".ssh/mx_key")]);
         assert_eq!(t.known_hosts_file, Some(home.path().join("kh")));
+        assert_eq!(t.keepalive, Duration::from_secs(5));
         let t = target("mx1", &Map::new(), Some("play"), &opts, cfg.as_ref()).unwrap();
         assert_eq!(t.user, "play");
         let v = vars(

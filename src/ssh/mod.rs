@@ -627,7 +627,8 @@ async fn drive(
                 break;
             }
             return Err(ConnError::Unreachable(format!(
-                "{label}: the connection dropped while the command ran"
+                "{label}: the connection dropped while the command ran \
+                 (sshd stopped, or the host or the network went away)"
             )));
         };
         match msg {
