@@ -435,11 +435,18 @@ fn thirty_concurrent_tasks_on_one_host() {
             "    - name: t{i}\n      shell: sleep 0.5; echo {i} > /tmp/t{i}\n"
         ));
     }
+    // And 12 file copies at once over the one SFTP session.
+    for i in 0..12 {
+        book.push_str(&format!(
+            "    - name: f{i}\n      file_copy:\n        content: \"file {i}\\n\"\n        dest: /tmp/f{i}\n"
+        ));
+    }
     p.file("c.yml", &book);
     let r = play(&p, &lab, "c.yml", &["-f", "40"]);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert_eq!(r.recap()["hosts"]["cc1"]["changed"], 30, "{}", r.all());
+    assert_eq!(r.recap()["hosts"]["cc1"]["changed"], 42, "{}", r.all());
     assert_eq!(lab.sh("cc1", "ls /tmp | grep -c '^t[0-9]'").trim(), "30");
+    assert_eq!(lab.sh("cc1", "cat /tmp/f11"), "file 11\n");
 }
 
 #[test]

@@ -217,9 +217,11 @@ impl Shared {
             None if vars.is_none() && matches!(host, "localhost" | "127.0.0.1" | "::1") => {
                 Ok(self.local.clone())
             }
-            Some(other) if other != "ssh" && other != "smart" => Err(ConnError::Unreachable(
-                format!("unknown connection type '{other}' (expected ssh or local)"),
-            )),
+            Some(other) if !matches!(other, "ssh" | "smart" | "paramiko") => {
+                Err(ConnError::Unreachable(format!(
+                    "unknown connection type '{other}' (expected ssh or local)"
+                )))
+            }
             _ => {
                 let empty = serde_json::Map::new();
                 let base = vars.map(|v| v.as_ref()).unwrap_or(&empty);

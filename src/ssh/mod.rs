@@ -105,6 +105,7 @@ impl Pool {
                     known: Arc::new(known),
                     state: tokio::sync::Mutex::new(State::default()),
                     channels: Arc::new(Semaphore::new(CHANNELS_PER_HOST)),
+                    sftp_open: tokio::sync::Mutex::new(()),
                 })
             })
             .clone())
@@ -179,6 +180,7 @@ pub struct HostConn {
     known: Arc<KnownHosts>,
     state: tokio::sync::Mutex<State>,
     channels: Arc<Semaphore>,
+    sftp_open: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for HostConn {
@@ -449,13 +451,20 @@ impl HostConn {
     }
 
     async fn sftp(&self) -> Result<Arc<Sftp>, ConnError> {
-        {
+        let current = || async {
             let st = self.state.lock().await;
-            if let Some(s) = st.live.as_ref().and_then(|l| l.sftp.clone()) {
-                if !st.live.as_ref().is_some_and(|l| l.handle.is_closed()) {
-                    return Ok(s);
-                }
-            }
+            st.live
+                .as_ref()
+                .filter(|l| !l.handle.is_closed())
+                .and_then(|l| l.sftp.clone())
+        };
+        if let Some(s) = current().await {
+            return Ok(s);
+        }
+        // One SFTP session per host: the first task opens it, the others wait.
+        let _opening = self.sftp_open.lock().await;
+        if let Some(s) = current().await {
+            return Ok(s);
         }
         let slot = self
             .channels
@@ -878,6 +887,7 @@ mod tests {
             target,
             state: tokio::sync::Mutex::new(State::default()),
             channels: Arc::new(Semaphore::new(CHANNELS_PER_HOST)),
+            sftp_open: tokio::sync::Mutex::new(()),
         }
     }
 
