@@ -10,7 +10,9 @@ use crate::quote::quote;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub struct FileCopy;
 
@@ -51,6 +53,8 @@ pub(super) struct InstallOpts {
     pub(super) force: bool,
     /// The destination's stat, when `resolve_dest` already made it.
     pub(super) known: Option<Option<FileStat>>,
+    /// The content's SHA-256, when already known.
+    pub(super) checksum: Option<Arc<str>>,
 }
 
 /// The argument specs `file_copy` and `template` share (after `src`).
@@ -184,10 +188,10 @@ impl Module for FileCopy {
             Ok(p) => p,
             Err(e) => return Ok(super::arg_failure(e)),
         };
-        let (data, src_name) = match (&p.src, p.content) {
-            (_, Some(content)) => (content.into_bytes(), None),
+        let (data, checksum, src_name) = match (&p.src, p.content) {
+            (_, Some(content)) => (Arc::new(content.into_bytes()), None, None),
             (Some(src), None) => match read_local(ctx, "file_copy", src).await? {
-                Ok(data) => (data, file_name(src)),
+                Ok(s) => (s.data, Some(s.sha256), file_name(src)),
                 Err(failed) => return Ok(failed),
             },
             (None, None) => return Ok(Outcome::failed("file_copy: no src or content")),
@@ -200,6 +204,7 @@ impl Module for FileCopy {
         let opts = InstallOpts {
             dest,
             known,
+            checksum,
             mode: p.mode,
             owner: p.owner,
             group: p.group,
@@ -217,32 +222,60 @@ fn file_name(path: &str) -> Option<String> {
         .map(|n| n.to_string_lossy().into_owned())
 }
 
+/// A file on the control machine, read (and hashed) once per run however
+/// many hosts copy it, while it does not change.
+#[derive(Clone)]
+pub(super) struct Source {
+    pub(super) data: Arc<Vec<u8>>,
+    pub(super) sha256: Arc<str>,
+}
+
+type SourceKey = (std::path::PathBuf, Option<std::time::SystemTime>, u64);
+
+fn sources() -> &'static Mutex<HashMap<SourceKey, Source>> {
+    static SOURCES: OnceLock<Mutex<HashMap<SourceKey, Source>>> = OnceLock::new();
+    SOURCES.get_or_init(Default::default)
+}
+
 /// Reads a file on the control machine; a relative path is taken from the
 /// playbook's directory. A missing file or a directory is a failed outcome.
 pub(super) async fn read_local(
     ctx: &Context,
     module: &str,
     src: &str,
-) -> Result<Result<Vec<u8>, Outcome>, ConnError> {
+) -> Result<Result<Source, Outcome>, ConnError> {
     let path = ctx.base_dir.join(src);
     let shown = path.to_string_lossy().into_owned();
-    match ctx.local.stat(&shown).await? {
-        None => {
+    let meta = match tokio::fs::metadata(&path).await {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(Err(Outcome::failed(format!(
                 "{module}: src '{src}' not found (looked for {shown})"
             ))))
         }
-        Some(st) if st.is_dir => {
-            return Ok(Err(Outcome::failed(format!(
-                "{module}: src '{src}' is a directory; copying directories is not supported"
-            ))))
-        }
-        Some(_) => {}
+        Err(e) => return Err(ConnError::Io(format!("cannot read {shown}: {e}"))),
+        Ok(m) => m,
+    };
+    if meta.is_dir() {
+        return Ok(Err(Outcome::failed(format!(
+            "{module}: src '{src}' is a directory; copying directories is not supported"
+        ))));
     }
-    Ok(match ctx.local.read_file(&shown).await? {
-        Some(data) => Ok(data),
-        None => Err(Outcome::failed(format!("{module}: src '{src}' not found"))),
-    })
+    let key = (path.clone(), meta.modified().ok(), meta.len());
+    if let Some(hit) = sources().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(Ok(hit.clone()));
+    }
+    let data = tokio::fs::read(&path)
+        .await
+        .map_err(|e| ConnError::Io(format!("cannot read {shown}: {e}")))?;
+    let source = Source {
+        sha256: sha256_hex(&data).into(),
+        data: Arc::new(data),
+    };
+    let mut cache = sources().lock().unwrap_or_else(|e| e.into_inner());
+    // An older version of the file is not needed any more.
+    cache.retain(|k, _| k.0 != path);
+    cache.insert(key, source.clone());
+    Ok(Ok(source))
 }
 
 /// `dest`, or the file inside it when it ends in `/` or is a directory;
@@ -397,7 +430,10 @@ async fn check(
             o.dest
         ))));
     }
-    let checksum = sha256_hex(data);
+    let checksum = match &o.checksum {
+        Some(c) => c.to_string(),
+        None => sha256_hex(data),
+    };
     let write = match &before {
         None => true,
         Some(b) => o.force && b.sha256.as_deref() != Some(checksum.as_str()),

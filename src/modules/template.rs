@@ -75,13 +75,13 @@ impl Module for Template {
             Ok(raw) => raw,
             Err(failed) => return Ok(failed),
         };
-        let Ok(text) = String::from_utf8(raw) else {
+        let Ok(text) = std::str::from_utf8(&raw.data) else {
             return Ok(Outcome::failed(format!(
                 "template: src '{}' is not UTF-8 text",
                 p.src
             )));
         };
-        let rendered = match crate::template::render_str(&text, &ctx.vars) {
+        let rendered = match crate::template::render_str(text, &ctx.vars) {
             Ok(r) => r,
             Err(e) => return Ok(Outcome::failed(format!("template: {}: {e}", p.src))),
         };
@@ -95,6 +95,7 @@ impl Module for Template {
         let opts = InstallOpts {
             dest,
             known,
+            checksum: None,
             mode: p.mode,
             owner: p.owner,
             group: p.group,
