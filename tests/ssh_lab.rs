@@ -516,6 +516,21 @@ fn sudo_become_for_a_non_root_user() {
         "only the two id commands: {}",
         r.all()
     );
+    // No password at all: sudo -n fails at once, with a hint.
+    p.file(
+        "lab.ini",
+        &format!(
+            "[lab]\nsudo1 ansible_host={} ansible_user=alice\n",
+            lab.addr("sudo1")
+        ),
+    );
+    let r = play(&p, &lab, "s.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stdout.contains("-K or ansible_become_password"),
+        "{}",
+        r.all()
+    );
     // A wrong password fails the task with a clear message, no hang.
     p.file(
         "lab.ini",

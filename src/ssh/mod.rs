@@ -421,6 +421,25 @@ impl HostConn {
         if matches!(result, Err(ConnError::Timeout(_))) {
             self.kill_job(&job, cmd.become_user.clone()).await;
         }
+        let mut result = result;
+        if let Ok(out) = &mut result {
+            let sudo_wants_password = out.rc == 1
+                && self.target.become_password.is_none()
+                && cmd
+                    .become_user
+                    .as_deref()
+                    .is_some_and(|u| u != self.target.user)
+                && out.stderr_str().contains("a password is required");
+            if sudo_wants_password {
+                out.stderr.extend_from_slice(
+                    format!(
+                        "\nbecome: sudo on {} needs {}'s password: give it with -K or ansible_become_password",
+                        self.target.alias, self.target.user
+                    )
+                    .as_bytes(),
+                );
+            }
+        }
         result
     }
 
