@@ -85,6 +85,11 @@ const EVERY_MODULE: &str = r#"
     - name: pause
       pause:
         seconds: 0
+    - name: ping
+      ping:
+      register: pong
+    - assert:
+        that: pong.ping == 'pong'
     - name: fail (skipped)
       fail:
         msg: never

@@ -26,6 +26,7 @@ modules! {
     fail => Fail,
     file_copy => FileCopy,
     pause => Pause,
+    ping => Ping,
     set_fact => SetFact,
     shell => Shell,
     template => Template,
