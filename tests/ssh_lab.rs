@@ -521,6 +521,16 @@ fn sudo_become_for_a_non_root_user() {
         "only the two id commands: {}",
         r.all()
     );
+    // A become command that times out is killed whole, as root.
+    p.file(
+        "t.yml",
+        "- hosts: lab\n  tasks:\n    - shell: sleep 300; sleep 301\n      become: true\n      timeout: 1\n",
+    );
+    let r = play(&p, &lab, "t.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let ps = lab.sh("sudo1", "ps -eo args");
+    assert!(!ps.contains("sleep 30"), "{ps}");
     // No password at all: sudo -n fails at once, with a hint.
     p.file(
         "lab.ini",
@@ -651,12 +661,13 @@ fn task_timeout_kills_the_remote_command_and_a_cut_link_times_out() {
     let p = project(&lab, "ansible_ssh_timeout=2");
     p.file(
         "t.yml",
-        "- hosts: lab\n  tasks:\n    - command: sleep 300\n      timeout: 1\n      ignore_errors: true\n    - command: echo still here\n      register: after\n    - assert:\n        that: after.stdout == 'still here'\n",
+        "- hosts: lab\n  tasks:\n    - shell: sleep 300; sleep 301\n      timeout: 1\n      ignore_errors: true\n    - command: echo still here\n      register: after\n    - assert:\n        that: after.stdout == 'still here'\n",
     );
     let r = play(&p, &lab, "t.yml", &["-l", "to1"]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(r.recap()["hosts"]["to1"]["ignored"], 1, "{}", r.all());
     assert!(r.stdout.contains("timed out after 1"), "{}", r.all());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     // cut1's link goes down: nothing answers its address any more.
     lab.sh("cut1", "ip link set eth0 down");
     p.file(
@@ -682,7 +693,10 @@ fn task_timeout_kills_the_remote_command_and_a_cut_link_times_out() {
     // The timed-out command does not live on on the host.
     std::thread::sleep(std::time::Duration::from_millis(300));
     let ps = lab.sh("to1", "ps -eo args");
-    assert!(!ps.lines().any(|l| l == "sleep 300"), "{ps}");
+    assert!(
+        !ps.contains("sleep 30"),
+        "the shell and its children are gone: {ps}"
+    );
 }
 
 #[test]
@@ -868,4 +882,23 @@ fn sshd_killed_and_link_cut_mid_command_are_unreachable_without_a_hang() {
             .unwrap();
         assert!(e["msg"].as_str().unwrap().contains("dropped"), "{e}");
     }
+}
+
+#[test]
+fn templated_connection_variables_are_rendered() {
+    let lab = Lab::up(&["tpl1"]);
+    let p = Project::new();
+    p.file(
+        "lab.ini",
+        &format!(
+            "[lab]\nweb ansible_host=\"{{{{ lab_ip }}}}\" lab_ip={}\n[lab:vars]\nlogin=root\n",
+            lab.addr("tpl1")
+        ),
+    );
+    p.file(
+        "t.yml",
+        "- hosts: lab\n  vars:\n    ansible_user: \"{{ login }}\"\n  tasks:\n    - command: id -un\n      register: u\n    - assert:\n        that: u.stdout == 'root'\n",
+    );
+    let r = play(&p, &lab, "t.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
 }

@@ -195,26 +195,48 @@ impl Shared {
         (Value::Object(m), broken)
     }
 
-    /// The connection a host uses.
+    /// The connection a host uses. `task_vars` are the task's variables for
+    /// that host (play vars, vars_files, extra vars included), when the
+    /// host is the task's own; a delegate_to target uses its inventory
+    /// variables and the extra vars. Templated connection variables
+    /// (`ansible_host: "{{ ip }}"`) are rendered.
     pub(crate) fn connection_for(
         &self,
         host: &str,
         play_user: Option<&str>,
+        task_vars: Option<&Value>,
     ) -> Result<Arc<dyn Connection>, ConnError> {
-        let vars = self.inv_vars.get(host);
-        let conn = vars
-            .and_then(|v| v.get("ansible_connection"))
-            .and_then(Value::as_str)
-            .or_else(|| {
-                self.opts
-                    .extra_vars
-                    .get("ansible_connection")
-                    .and_then(Value::as_str)
-            });
-        match conn {
+        let inv = self.inv_vars.get(host);
+        let delegated;
+        let scope: &Value = match task_vars {
+            Some(v) => v,
+            None => {
+                let mut m = inv.map(|v| v.as_ref().clone()).unwrap_or_default();
+                // Extra vars win, as in Ansible.
+                m.extend(self.opts.extra_vars.clone());
+                delegated = Value::Object(m);
+                &delegated
+            }
+        };
+        // Only the connection variables, rendered where templated.
+        let mut vars = serde_json::Map::new();
+        for (k, v) in scope.as_object().into_iter().flatten() {
+            if !k.starts_with("ansible_") {
+                continue;
+            }
+            let v = match v {
+                Value::String(text) if template::has_template(text) => Value::String(
+                    template::render_str(text, scope)
+                        .map_err(|e| ConnError::Unreachable(format!("{k}: {e}")))?,
+                ),
+                other => other.clone(),
+            };
+            vars.insert(k.clone(), v);
+        }
+        match vars.get("ansible_connection").and_then(Value::as_str) {
             Some("local") => Ok(self.local.clone()),
             // A delegate_to target outside the inventory: this machine.
-            None if vars.is_none() && matches!(host, "localhost" | "127.0.0.1" | "::1") => {
+            None if inv.is_none() && matches!(host, "localhost" | "127.0.0.1" | "::1") => {
                 Ok(self.local.clone())
             }
             Some(other) if !matches!(other, "ssh" | "smart" | "paramiko") => {
@@ -223,24 +245,7 @@ impl Shared {
                 )))
             }
             _ => {
-                let empty = serde_json::Map::new();
-                let base = vars.map(|v| v.as_ref()).unwrap_or(&empty);
-                // Extra vars (`-e ansible_user=…`) win, as in Ansible.
-                let conn_vars;
-                let vars = if self
-                    .opts
-                    .extra_vars
-                    .keys()
-                    .any(|k| k.starts_with("ansible_"))
-                {
-                    let mut v = base.clone();
-                    v.extend(self.opts.extra_vars.clone());
-                    conn_vars = v;
-                    &conn_vars
-                } else {
-                    base
-                };
-                let c: Arc<dyn Connection> = self.pool.get(host, vars, play_user)?;
+                let c: Arc<dyn Connection> = self.pool.get(host, &vars, play_user)?;
                 Ok(c)
             }
         }
@@ -690,7 +695,8 @@ impl Shared {
         let conn = match if play_local {
             Ok(self.local.clone())
         } else {
-            self.connection_for(&target, play.remote_user.as_deref())
+            let own = (target == host).then_some(vars);
+            self.connection_for(&target, play.remote_user.as_deref(), own)
         } {
             Ok(c) => c,
             Err(e) => {
@@ -752,13 +758,16 @@ impl Shared {
             let res = match ctx.timeout {
                 // The module ends its own commands at `t` (and says so); this
                 // is the backstop for one that does not.
-                Some(t) => match tokio::time::timeout(t + Duration::from_secs(1), run).await {
-                    Ok(r) => r,
-                    Err(_) => Ok(Outcome::failed(format!(
-                        "the task timed out after {} s",
-                        t.as_secs()
-                    ))),
-                },
+                Some(t) => {
+                    match tokio::time::timeout(t.saturating_add(Duration::from_secs(1)), run).await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Ok(Outcome::failed(format!(
+                            "the task timed out after {} s",
+                            t.as_secs()
+                        ))),
+                    }
+                }
                 None => run.await,
             };
             let mut outcome = match res {

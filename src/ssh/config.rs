@@ -20,7 +20,7 @@ pub enum HostKeyPolicy {
 }
 
 /// Settings for the whole run, from the command line.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SshOptions {
     /// `-u`: the user when neither the inventory nor the play names one.
     pub user: Option<String>,
@@ -65,7 +65,7 @@ pub fn local_user() -> String {
 }
 
 /// One host's connection settings.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Target {
     /// The inventory name, for messages.
     pub alias: String,
@@ -83,6 +83,46 @@ pub struct Target {
     /// A keepalive after this much silence; 3 unanswered: the session is
     /// dead (ServerAliveInterval in ~/.ssh/config, default 5 s).
     pub keepalive: Duration,
+}
+
+/// Passwords never appear in debug output.
+fn secret(s: &Option<String>) -> &'static str {
+    if s.is_some() {
+        "Some(<secret>)"
+    } else {
+        "None"
+    }
+}
+
+impl std::fmt::Debug for SshOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshOptions")
+            .field("user", &self.user)
+            .field("private_key", &self.private_key)
+            .field("password", &secret(&self.password))
+            .field("become_password", &secret(&self.become_password))
+            .field("host_key_checking", &self.host_key_checking)
+            .field("home", &self.home)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("alias", &self.alias)
+            .field("addr", &self.addr)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("key_files", &self.key_files)
+            .field("password", &secret(&self.password))
+            .field("become_password", &secret(&self.become_password))
+            .field("known_hosts_file", &self.known_hosts_file)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("keepalive", &self.keepalive)
+            .finish()
+    }
 }
 
 fn var(vars: &Map<String, Value>, names: &[&str]) -> Option<String> {
@@ -171,6 +211,8 @@ pub fn target(
             t.parse::<f64>()
                 .ok()
                 .filter(|t| *t > 0.0 && t.is_finite())
+                // A year is "for ever"; more would overflow a deadline.
+                .map(|t| t.min(365.0 * 86400.0))
                 .ok_or_else(|| {
                     format!("{alias}: ansible_ssh_timeout '{t}' is not a number of seconds")
                 })?,

@@ -162,7 +162,8 @@ impl KnownHosts {
         let mut keys = Vec::new();
         let mut revoked = Vec::new();
         for name in names {
-            let hp = host_port(name, port);
+            // ssh matches host names in lower case (hashed entries too).
+            let hp = host_port(&name.to_lowercase(), port);
             for file in [&self.user_file, &self.system_file] {
                 let (k, r) = read_file(file, &hp);
                 keys.extend(k);
@@ -210,7 +211,10 @@ impl KnownHosts {
         let mut parts = openssh.split_whitespace();
         let kind = parts.next().unwrap_or_default();
         let b64 = parts.next().unwrap_or_default();
-        line.push_str(&format!("{} {kind} {b64}\n", host_port(name, port)));
+        line.push_str(&format!(
+            "{} {kind} {b64}\n",
+            host_port(&name.to_lowercase(), port)
+        ));
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)

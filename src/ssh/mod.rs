@@ -246,6 +246,9 @@ impl HostConn {
 
     async fn connect(&self) -> Result<Handle, String> {
         let t = &self.target;
+        // Keys are opened (and passphrases asked) before any connection, so
+        // a prompt never runs against sshd's LoginGraceTime.
+        session::preload_keys(&self.pool.keys, t, &self.pool.opts.home).await;
         let gate = self.pool.addr_gate(t);
         let mut last = String::new();
         for attempt in 0..CONNECT_TRIES {
@@ -275,36 +278,75 @@ impl HostConn {
                 };
             if let Some(key) = learn {
                 let _w = self.pool.learn_lock.lock().await;
-                // Another task may have learnt it meanwhile.
-                let names = vec![t.addr.clone()];
-                if !matches!(
-                    self.known.check(&names, t.port, &key),
-                    known_hosts::Verdict::Match
-                ) {
-                    self.known.learn(&t.addr, t.port, &key).map_err(|e| {
-                        format!(
-                            "cannot record the host key in {}: {e}",
+                // Another connection may have recorded the host meanwhile:
+                // learn only what is still unknown, refuse a different key.
+                let mut names = vec![t.addr.clone()];
+                if t.alias != t.addr {
+                    names.push(t.alias.clone());
+                }
+                match self.known.check(&names, t.port, &key) {
+                    known_hosts::Verdict::Match => {}
+                    known_hosts::Verdict::Unknown => {
+                        self.known.learn(&t.addr, t.port, &key).map_err(|e| {
+                            format!(
+                                "cannot record the host key in {}: {e}",
+                                self.known.user_file.display()
+                            )
+                        })?;
+                        crate::errln!(
+                            "Warning: permanently added {} ({}) to {}",
+                            known_hosts::host_port(&t.addr, t.port),
+                            known_hosts::fingerprint(&key),
                             self.known.user_file.display()
-                        )
-                    })?;
-                    crate::errln!(
-                        "Warning: permanently added {} ({}) to {}",
-                        known_hosts::host_port(&t.addr, t.port),
-                        known_hosts::fingerprint(&key),
-                        self.known.user_file.display()
-                    );
+                        );
+                    }
+                    _ => {
+                        let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+                        return Err(format!(
+                            "HOST KEY CHANGED for {} while connecting: it now offers {}; refusing to connect",
+                            known_hosts::host_port(&t.addr, t.port),
+                            known_hosts::fingerprint(&key)
+                        ));
+                    }
                 }
             }
-            session::authenticate(&mut handle, t, &self.pool.keys, &self.pool.opts.home).await?;
+            // A login that never ends (a dead peer before keepalives start,
+            // a stuck PAM, an agent waiting for a confirmation) is cut short.
+            let login_limit = t
+                .connect_timeout
+                .saturating_mul(3)
+                .max(Duration::from_secs(30));
+            let login =
+                session::authenticate(&mut handle, t, &self.pool.keys, &self.pool.opts.home);
+            match tokio::time::timeout(login_limit, login).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(format!(
+                        "login to {} did not finish within {} s",
+                        self.label(),
+                        login_limit.as_secs()
+                    ))
+                }
+            }
             return Ok(handle);
         }
         Err(last)
     }
 
-    /// Opens a session channel, retrying while sshd's MaxSessions is full.
+    /// A channel slot of this host (tasks beyond the limit wait here).
+    async fn slot(&self) -> OwnedSemaphorePermit {
+        self.channels
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed")
+    }
+
+    /// Opens a session channel, retrying (about 30 s) while sshd's
+    /// MaxSessions is full, e.g. with commands left running in the background.
     async fn open(&self, handle: &Handle) -> Result<russh::Channel<Msg>, OpenError> {
         let mut delay = Duration::from_millis(10);
-        for _ in 0..12 {
+        for _ in 0..70 {
             // A session whose peer vanished without a word answers nothing.
             let opened =
                 tokio::time::timeout(self.target.connect_timeout, handle.channel_open_session())
@@ -333,14 +375,13 @@ impl HostConn {
     }
 
     /// A fresh channel on a live session; one reconnect if the session died.
-    async fn channel(&self) -> Result<russh::Channel<Msg>, ConnError> {
+    async fn channel(&self) -> Result<(russh::Channel<Msg>, u64), ConnError> {
         let mut reconnected = false;
         loop {
             let (handle, generation) = self.session().await?;
             match self.open(&handle).await {
-                Ok(ch) => return Ok(ch),
-                Err(OpenError::Dead(why)) if !reconnected => {
-                    let _ = why;
+                Ok(ch) => return Ok((ch, generation)),
+                Err(OpenError::Dead(_)) if !reconnected => {
                     self.forget(generation).await;
                     reconnected = true;
                 }
@@ -364,8 +405,9 @@ impl HostConn {
     /// environment, so a command that timed out can be found and killed
     /// whole (a channel signal reaches only its first process).
     fn command_line(&self, cmd: &Command, job: &str) -> (String, Option<BecomeCtl>) {
-        let tagged = format!("export MAILRUN_JOB={job}; {}", cmd.cmd);
-        let sh = format!("/bin/sh -c {}", quote(&tagged));
+        // `env` puts the tag on the shell itself, not only on its children.
+        let tag = format!("env MAILRUN_JOB={job}");
+        let sh = format!("{tag} /bin/sh -c {}", quote(&cmd.cmd));
         let Some(user) = cmd
             .become_user
             .as_deref()
@@ -379,10 +421,10 @@ impl HostConn {
                 let id = unique_id();
                 let marker = format!("[mailrun-sudo-{id}] password:");
                 let token = format!("MAILRUN-BECOME-{id}");
-                let inner = format!("echo {token}; {tagged}");
+                let inner = format!("echo {token}; {}", cmd.cmd);
                 (
                     format!(
-                        "sudo -H -S -p {} -u {} -- /bin/sh -c {}",
+                        "sudo -H -S -p {} -u {} -- {tag} /bin/sh -c {}",
                         quote(&marker),
                         quote(user),
                         quote(&inner)
@@ -401,8 +443,8 @@ impl HostConn {
     async fn run(&self, cmd: &Command) -> Result<ExecOutput, ConnError> {
         let job = unique_id();
         let result = {
-            let _slot = self.channels.acquire().await.expect("never closed");
-            let ch = self.channel().await?;
+            let slot = self.slot().await;
+            let (ch, _) = self.channel().await?;
             let (line, become_) = self.command_line(cmd, &job);
             let label = self.label();
             // The channel is drained by its own task, to the end, even if
@@ -414,6 +456,7 @@ impl HostConn {
                 become_,
                 cmd.timeout,
                 label,
+                slot,
             ));
             task.await
                 .map_err(|e| ConnError::Io(format!("{}: command task failed: {e}", self.label())))?
@@ -460,11 +503,11 @@ impl HostConn {
 
     /// `run` without the kill-on-timeout step (for the kill itself).
     async fn run_untimed(&self, cmd: &Command) -> Result<ExecOutput, ConnError> {
-        let _slot = self.channels.acquire().await.expect("never closed");
-        let ch = self.channel().await?;
+        let slot = self.slot().await;
+        let (ch, _) = self.channel().await?;
         let (line, become_) = self.command_line(cmd, "kill");
         let label = self.label();
-        tokio::spawn(drive(ch, line, None, become_, cmd.timeout, label))
+        tokio::spawn(drive(ch, line, None, become_, cmd.timeout, label, slot))
             .await
             .map_err(|e| ConnError::Io(format!("{}: command task failed: {e}", self.label())))?
     }
@@ -485,17 +528,13 @@ impl HostConn {
         if let Some(s) = current().await {
             return Ok(s);
         }
-        let slot = self
-            .channels
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
-        let ch = self.channel().await?;
+        let slot = self.slot().await;
+        let (ch, generation) = self.channel().await?;
         let err = |e: String| ConnError::Io(format!("{}: SFTP: {e}", self.label()));
-        ch.request_subsystem(true, "sftp")
-            .await
-            .map_err(|e| err(e.to_string()))?;
+        if let Err(e) = ch.request_subsystem(true, "sftp").await {
+            let _ = ch.close().await;
+            return Err(err(e.to_string()));
+        }
         let cfg = russh_sftp::client::Config {
             // Large writes, many in flight: the server's window is the limit.
             max_write_packet_len: 255 * 1024,
@@ -511,7 +550,7 @@ impl HostConn {
             _slot: slot,
         });
         let mut st = self.state.lock().await;
-        if let Some(live) = st.live.as_mut() {
+        if let Some(live) = st.live.as_mut().filter(|l| l.generation == generation) {
             if let Some(existing) = &live.sftp {
                 return Ok(existing.clone());
             }
@@ -520,11 +559,14 @@ impl HostConn {
         Ok(sftp)
     }
 
-    /// Drops the SFTP session after an error (it is reopened on next use).
-    async fn drop_sftp(&self) {
+    /// Drops an SFTP session after an error (reopened on next use), unless
+    /// it was already replaced.
+    async fn drop_sftp(&self, used: &Arc<Sftp>) {
         let mut st = self.state.lock().await;
         if let Some(live) = st.live.as_mut() {
-            live.sftp = None;
+            if live.sftp.as_ref().is_some_and(|s| Arc::ptr_eq(s, used)) {
+                live.sftp = None;
+            }
         }
     }
 
@@ -541,26 +583,35 @@ impl HostConn {
         }
     }
 
-    async fn sftp_write(&self, tmp: &str, data: &[u8]) -> Result<(), String> {
+    /// Streams `data` into a new file `tmp` (mode 0600) over SFTP. A session
+    /// that failed is dropped (reopened on next use).
+    async fn sftp_write(&self, tmp: &str, data: &[u8]) -> Result<(), ConnError> {
         use russh_sftp::protocol::{FileAttributes, OpenFlags};
-        let sftp = self.sftp().await.map_err(|e| e.to_string())?;
-        let attrs = FileAttributes {
-            permissions: Some(0o600),
-            ..FileAttributes::empty()
+        let sftp = self.sftp().await?;
+        let write = async {
+            let attrs = FileAttributes {
+                permissions: Some(0o600),
+                ..FileAttributes::empty()
+            };
+            let mut f = sftp
+                .session
+                .open_with_flags_and_attributes(
+                    tmp,
+                    OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE,
+                    attrs,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            for chunk in data.chunks(1 << 20) {
+                f.write_all(chunk).await.map_err(|e| e.to_string())?;
+            }
+            // Waits for every write's answer (and fsyncs), so errors show.
+            f.shutdown().await.map_err(|e| e.to_string())
         };
-        let mut f = sftp
-            .session
-            .open_with_flags_and_attributes(
-                tmp,
-                OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE,
-                attrs,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        for chunk in data.chunks(1 << 20) {
-            f.write_all(chunk).await.map_err(|e| e.to_string())?;
+        if let Err(e) = write.await {
+            self.drop_sftp(&sftp).await;
+            return Err(ConnError::Io(e));
         }
-        f.shutdown().await.map_err(|e| e.to_string())?;
         Ok(())
     }
 }
@@ -600,8 +651,33 @@ struct BecomeCtl {
     user: String,
 }
 
+/// How long sudo may take to either ask for the password or start the
+/// command; anything else it asks (an OTP, an expired password) is refused.
+const BECOME_DEADLINE: Duration = Duration::from_secs(30);
+/// At most this long after the exit status, however chatty a background
+/// child that holds the output open is.
+const EXIT_GRACE_MAX: Duration = Duration::from_secs(30);
+
+/// Aborts a spawned task when dropped (the stdin writer of a command that
+/// has ended must not wait forever for window space).
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
+}
+
+fn later(d: Duration) -> Option<tokio::time::Instant> {
+    tokio::time::Instant::now().checked_add(d)
+}
+
 /// Runs one command on an open channel and reads it until the server closes
 /// the channel (or the grace after the exit status runs out, or the timeout).
+/// The channel slot is held until the server has closed the channel, since
+/// sshd frees it only then.
 async fn drive(
     ch: russh::Channel<Msg>,
     line: String,
@@ -609,11 +685,13 @@ async fn drive(
     become_: Option<BecomeCtl>,
     timeout: Option<Duration>,
     label: String,
+    slot: OwnedSemaphorePermit,
 ) -> Result<ExecOutput, ConnError> {
     let (mut rx, tx) = ch.split();
     let tx = Arc::new(tx);
     if let Err(e) = tx.exec(true, line.into_bytes()).await {
         let _ = tx.close().await;
+        drain_after_close(rx, slot);
         return Err(ConnError::Unreachable(format!(
             "{label}: the connection dropped: {}",
             session::russh_reason(&e)
@@ -621,32 +699,60 @@ async fn drive(
     }
     let mut stdin = stdin;
     let mut pending = become_;
+    let mut writer = AbortOnDrop(None);
     if pending.is_none() {
-        start_stdin(&tx, stdin.take());
+        writer.0 = Some(start_stdin(&tx, stdin.take()));
     }
     let mut out = ExecOutput::default();
     let mut status: Option<i32> = None;
     let mut prompts = 0;
-    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let deadline = timeout.and_then(later);
+    let become_deadline = pending.as_ref().and_then(|_| later(BECOME_DEADLINE));
     let mut grace: Option<tokio::time::Instant> = None;
+    let mut grace_end: Option<tokio::time::Instant> = None;
+    // Ends the command early: kill it, close the channel, keep draining.
+    macro_rules! stop {
+        ($result:expr) => {{
+            let _ = tx.signal(russh::Sig::KILL).await;
+            let _ = tx.close().await;
+            drop(writer);
+            drain_after_close(rx, slot);
+            return $result;
+        }};
+    }
     loop {
-        let until = match (deadline, grace) {
-            (Some(d), Some(g)) => Some(d.min(g)),
-            (d, g) => d.or(g),
-        };
+        let until = [deadline, grace, pending.as_ref().and(become_deadline)]
+            .into_iter()
+            .flatten()
+            .min();
         let msg = match until {
             None => rx.wait().await,
             Some(u) => match tokio::time::timeout_at(u, rx.wait()).await {
                 Ok(m) => m,
                 Err(_) => {
-                    if grace.is_some_and(|g| tokio::time::Instant::now() >= g) {
+                    let now = tokio::time::Instant::now();
+                    if status.is_some() {
                         // Exited; a background child keeps the channel open.
-                        break;
+                        let _ = tx.close().await;
+                        drop(writer);
+                        drain_after_close(rx, slot);
+                        out.rc = status.unwrap_or(-1);
+                        return Ok(out);
                     }
-                    let _ = tx.signal(russh::Sig::KILL).await;
-                    let _ = tx.close().await;
-                    drain_after_close(rx);
-                    return Err(ConnError::Timeout(timeout.unwrap_or_default()));
+                    if pending.is_some() && become_deadline.is_some_and(|b| now >= b) {
+                        let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                        stop!(Ok(ExecOutput {
+                            rc: 1,
+                            stdout: Vec::new(),
+                            stderr: format!(
+                                "become: sudo on {label} neither asked for the password nor started the command within {} s{}",
+                                BECOME_DEADLINE.as_secs(),
+                                if said.is_empty() { String::new() } else { format!(" (it said: {said})") }
+                            )
+                            .into_bytes(),
+                        }))
+                    }
+                    stop!(Err(ConnError::Timeout(timeout.unwrap_or_default())))
                 }
             },
         };
@@ -666,11 +772,11 @@ async fn drive(
                     if let Some(pos) = find_line(&out.stdout, b.token.as_bytes()) {
                         out.stdout.drain(..pos);
                         pending = None;
-                        start_stdin(&tx, stdin.take());
+                        writer.0 = Some(start_stdin(&tx, stdin.take()));
                     }
                 }
                 if grace.is_some() {
-                    grace = Some(tokio::time::Instant::now() + EXIT_GRACE);
+                    grace = later(EXIT_GRACE).min(grace_end);
                 }
             }
             ChannelMsg::ExtendedData { data, ext } => {
@@ -683,18 +789,15 @@ async fn drive(
                         out.stderr.drain(pos..pos + marker.len());
                         prompts += 1;
                         if prompts > 1 {
-                            let _ = tx.signal(russh::Sig::KILL).await;
-                            let _ = tx.close().await;
-                            drain_after_close(rx);
-                            return Ok(ExecOutput {
+                            let user = b.user.clone();
+                            stop!(Ok(ExecOutput {
                                 rc: 1,
                                 stdout: Vec::new(),
                                 stderr: format!(
-                                    "become: sudo did not accept the become password for {} on {label}",
-                                    b.user
+                                    "become: sudo did not accept the become password for {user} on {label}"
                                 )
                                 .into_bytes(),
-                            });
+                            }))
                         }
                         let pw = Bytes::from(format!("{}\n", b.password));
                         let _ = tx.data_bytes(pw).await;
@@ -703,15 +806,18 @@ async fn drive(
             }
             ChannelMsg::ExitStatus { exit_status } => {
                 status = Some(exit_status as i32);
-                grace = Some(tokio::time::Instant::now() + EXIT_GRACE);
+                grace = later(EXIT_GRACE);
+                grace_end = later(EXIT_GRACE_MAX);
             }
             ChannelMsg::ExitSignal { signal_name, .. } => {
                 status = Some(128 + signal_number(&signal_name));
-                grace = Some(tokio::time::Instant::now() + EXIT_GRACE);
+                grace = later(EXIT_GRACE);
+                grace_end = later(EXIT_GRACE_MAX);
             }
             ChannelMsg::Failure => {
                 let _ = tx.close().await;
-                drain_after_close(rx);
+                drop(writer);
+                drain_after_close(rx, slot);
                 return Err(ConnError::Io(format!(
                     "{label}: the server refused to run the command"
                 )));
@@ -720,24 +826,35 @@ async fn drive(
             _ => {}
         }
     }
+    // The server closed the channel (or the session ended after the exit).
     let _ = tx.close().await;
+    drop(slot);
     out.rc = status.unwrap_or(-1);
     Ok(out)
 }
 
-/// Keeps reading a closed channel's leftovers so the session never stalls.
-fn drain_after_close(mut rx: russh::ChannelReadHalf) {
+/// Keeps reading a closed channel's leftovers so the session never stalls,
+/// and holds its slot until the server has closed it (at most 30 s).
+fn drain_after_close(mut rx: russh::ChannelReadHalf, slot: OwnedSemaphorePermit) {
     tokio::spawn(async move {
         let _ = tokio::time::timeout(Duration::from_secs(30), async {
-            while rx.wait().await.is_some() {}
+            while let Some(m) = rx.wait().await {
+                if matches!(m, ChannelMsg::Close) {
+                    break;
+                }
+            }
         })
         .await;
+        drop(slot);
     });
 }
 
 /// Sends the command's input in large packets, then EOF, without holding up
 /// the reader.
-fn start_stdin(tx: &Arc<ChannelWriteHalf<Msg>>, stdin: Option<Vec<u8>>) {
+fn start_stdin(
+    tx: &Arc<ChannelWriteHalf<Msg>>,
+    stdin: Option<Vec<u8>>,
+) -> tokio::task::JoinHandle<()> {
     let tx = tx.clone();
     tokio::spawn(async move {
         if let Some(data) = stdin {
@@ -752,7 +869,7 @@ fn start_stdin(tx: &Arc<ChannelWriteHalf<Msg>>, stdin: Option<Vec<u8>>) {
             }
         }
         let _ = tx.eof().await;
-    });
+    })
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -801,7 +918,7 @@ impl Connection for HostConn {
                 Ok(None)
             }
             Err(e) => {
-                self.drop_sftp().await;
+                self.drop_sftp(&sftp).await;
                 Err(ConnError::Io(format!(
                     "{}: cannot read {path}: {e}",
                     self.label()
@@ -827,15 +944,22 @@ impl Connection for HostConn {
             name,
             unique_id()
         );
-        if let Err(e) = self.sftp_write(&tmp, data).await {
-            self.drop_sftp().await;
+        let remove_tmp = || async {
             let _ = self
                 .run(&Command::new(format!("rm -f -- {}", quote(&tmp))))
                 .await;
-            return Err(ConnError::Io(format!(
-                "{}: cannot write {path}: {e}",
-                self.label()
-            )));
+        };
+        match self.sftp_write(&tmp, data).await {
+            Ok(()) => {}
+            // The host is gone: nothing to clean up there now.
+            Err(e @ ConnError::Unreachable(_)) => return Err(e),
+            Err(e) => {
+                remove_tmp().await;
+                return Err(ConnError::Io(format!(
+                    "{}: cannot write {path}: {e}",
+                    self.label()
+                )));
+            }
         }
         // Keep the old file's owner and mode (or the umask's for a new one),
         // then the wanted mode, then rename over the destination.
@@ -847,12 +971,20 @@ impl Connection for HostConn {
              if [ -e \"$p\" ]; then\n\
              chown --reference=\"$p\" -- \"$t\" 2>/dev/null\n\
              chmod --reference=\"$p\" -- \"$t\" || {{ rm -f -- \"$t\"; exit 1; }}\n\
-             else chmod \"$(printf '%o' $((0666 & ~0$(umask))))\" -- \"$t\"; fi\n\
+             else chmod \"$(printf '%o' $((0666 & ~0$(umask))))\" -- \"$t\" || {{ rm -f -- \"$t\"; exit 1; }}; fi\n\
              {chmod}mv -f -- \"$t\" \"$p\" || {{ rm -f -- \"$t\"; exit 1; }}",
             quote(&tmp),
             quote(path)
         );
-        let out = self.run(&Command::new(script)).await?;
+        let out = match self.run(&Command::new(script)).await {
+            Ok(out) => out,
+            Err(e) => {
+                if !matches!(e, ConnError::Unreachable(_)) {
+                    remove_tmp().await;
+                }
+                return Err(e);
+            }
+        };
         if out.rc != 0 {
             return Err(ConnError::Io(format!(
                 "{}: cannot write {path}: {}",
@@ -921,13 +1053,13 @@ mod tests {
         let (line, ctl) = conn("root", None).command_line(&cmd, "J1");
         assert_eq!(
             line,
-            r#"/bin/sh -c 'export MAILRUN_JOB=J1; echo '\''a b'\''; rm -rf "$x"'"#
+            r#"env MAILRUN_JOB=J1 /bin/sh -c 'echo '\''a b'\''; rm -rf "$x"'"#
         );
         assert!(ctl.is_none());
         // No password: sudo -n (fails fast instead of prompting).
         let (line, _) = conn("alice", None).command_line(&cmd, "J2");
         assert!(
-            line.starts_with("sudo -H -n -u root -- /bin/sh -c "),
+            line.starts_with("sudo -H -n -u root -- env MAILRUN_JOB=J2 /bin/sh -c "),
             "{line}"
         );
         // With a password: a prompt marker and a start token, no password.

@@ -366,6 +366,16 @@ fn load_key(path: &Path) -> Result<Arc<PrivateKey>, String> {
 
 const DEFAULT_KEYS: &[&str] = &["id_ed25519", "id_ecdsa", "id_rsa"];
 
+/// Opens (and, if encrypted, asks for) the keys a login may use.
+pub(crate) async fn preload_keys(keys: &KeyCache, target: &Target, home: &Path) {
+    for p in &target.key_files {
+        let _ = keys.get(p, true).await;
+    }
+    for k in DEFAULT_KEYS {
+        let _ = keys.get(&home.join(".ssh").join(k), false).await;
+    }
+}
+
 /// Logs in, trying in turn: the target's key files, ssh-agent's keys, the
 /// default keys, the password (and keyboard-interactive with it). The error
 /// names the host, the user and every method tried.
@@ -449,6 +459,9 @@ pub(crate) async fn authenticate(
             }
         }
     }
+    if handle.is_closed() {
+        return Err(closed_during_login(user, target, &tried));
+    }
     if let Some(pw) = &target.password {
         tried.push("password".into());
         match handle.authenticate_password(user, pw.clone()).await {
@@ -486,6 +499,18 @@ pub(crate) async fn authenticate(
     Err(msg)
 }
 
+fn closed_during_login(user: &str, target: &Target, tried: &[String]) -> String {
+    format!(
+        "the server closed the connection during the login of {user}@{} ({}:{}) after {} attempts \
+         (its MaxAuthTries?); tried {}",
+        target.alias,
+        target.addr,
+        target.port,
+        tried.len(),
+        tried.join(", ")
+    )
+}
+
 /// Some(Ok(true)) logged in; Some(Ok(false)) no agent key worked; None no agent.
 async fn agent_auth(
     handle: &mut Handle,
@@ -515,6 +540,7 @@ async fn agent_auth(
             .await
         {
             Ok(r) if r.success() => return Some(Ok(true)),
+            Ok(_) if handle.is_closed() => return Some(Ok(false)),
             Ok(_) => {}
             Err(e) => return Some(Err(format!("ssh-agent: {e:?}"))),
         }
