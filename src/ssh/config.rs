@@ -147,6 +147,17 @@ pub fn load_ssh_config(home: &Path) -> Result<Option<SshConfig>, String> {
     let Ok(file) = std::fs::File::open(&path) else {
         return Ok(None);
     };
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if text
+            .lines()
+            .any(|l| l.trim_start().to_ascii_lowercase().starts_with("match "))
+        {
+            crate::errln!(
+                "Warning: {}: Match blocks are not understood by mailrun; their options count for the Host block before them",
+                path.display()
+            );
+        }
+    }
     let rules = ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS;
     SshConfig::default()
         .home_dir(home)
