@@ -2,85 +2,215 @@
 # mailrun's test lab: real hosts on one machine, as root. Each host is a
 # network namespace with its own address on the bridge mrlab0, its own PID,
 # UTS, IPC and mount namespaces, a private /etc and /var (overlays over the
-# machine's; also /usr, /opt, /srv, /home, /mnt), a private /root, /run and /tmp, its own ed25519 host key and
-# OpenSSH's sshd. Hosts have no default route: they reach only the lab /24.
-# (Design and pitfalls: ../shared/LAB-NOTES.md.)
+# machine's; also /usr, /opt, /srv, /home, /mnt), a private /root, /run and
+# /tmp, its own ed25519 host key and OpenSSH's sshd (optionally Dovecot).
+# Hosts have no default route: they reach only the lab /24.
+# (Design and pitfalls: /work/shared/LAB-NOTES.md.) mrlab.sh is its old name.
 #
-#   LAB_DIR=/some/dir mrlab.sh up [--dovecot] [--password PW] [--user NAME:PW] [--no-mesh] NAME...
-#   LAB_DIR=… mrlab.sh down                 # every host of this LAB_DIR
-#   LAB_DIR=… mrlab.sh exec NAME CMD [ARG…] # run inside the host
-#   LAB_DIR=… mrlab.sh sshd-stop|sshd-start|sshd-restart|rekey NAME
-#   LAB_DIR=… mrlab.sh forget NAME          # drop NAME from the control known_hosts
+#   LAB_DIR=DIR lab.sh up [OPTIONS] NAME...   # bring hosts up (idempotent)
+#       --password PW     root's password on these hosts; password logins on
+#       --user NAME:PW    a user with the control key authorized, sudo ALL
+#                         with its password (repeatable)
+#       --dovecot         Dovecot as on a Debian mail server (see setup_dovecot)
+#       --no-mesh         these hosts trust only the control key (no root mesh)
+#   LAB_DIR=DIR lab.sh down                   # every host of this LAB_DIR
+#   LAB_DIR=DIR lab.sh exec NAME CMD [ARG...] # run inside the host, its rc
+#   LAB_DIR=DIR lab.sh sshd-stop|sshd-start|sshd-restart NAME
+#                         # stop/restart kill the listener and every session
+#   LAB_DIR=DIR lab.sh rekey NAME   # new host key, sshd restarted; the
+#                                   # control known_hosts keeps the old one
+#   LAB_DIR=DIR lab.sh forget NAME  # drop NAME from the control known_hosts
+#   LAB_DIR=DIR lab.sh addr NAME | list
+#   LAB_DIR=DIR lab.sh gc           # reap labs whose owner died (any LAB_DIR)
 #
-# `up` writes $LAB_DIR/hosts ("NAME ADDR" lines) and a control side:
-# $LAB_DIR/home/.ssh/{id_ed25519,id_ed25519.pub,known_hosts} (use it as HOME).
+# `up` writes $LAB_DIR/hosts ("NAME ADDR" lines, also printed), the control
+# key $LAB_DIR/control/id_ed25519 and a control HOME $LAB_DIR/home with
+# .ssh/{id_ed25519,id_ed25519.pub,known_hosts} (known_hosts: "NAME,ADDR key"
+# for every host; ssh reads the passwd home, so pass
+# -o UserKnownHostsFile=$LAB_DIR/home/.ssh/known_hosts to OpenSSH's client).
 # Several LAB_DIRs may be up at once (concurrent tests): addresses are
-# allocated under a machine-wide lock in /run/mailrun-lab. Host names must be
-# unique across them. LAB_NET (default 10.213.0) is the /24 to use.
+# allocated under a machine-wide lock in /run/mailrun-lab; host names must be
+# unique across them. With LAB_OWNER=PID, a later `up` or `gc` reaps this lab
+# once that process is gone (a test killed before its teardown ran).
+# LAB_NET (default 10.213.0) is the /24 to use; LAB_WAIT (default 60) the
+# seconds to wait for a host or a daemon (the machine may be loaded).
 set -euo pipefail
+
+die() { echo "lab: $*" >&2; exit 1; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2; }
+
+cmd=${1:-}
+[ -n "$cmd" ] && [ "$cmd" != -h ] && [ "$cmd" != --help ] || usage
+shift
 
 : "${LAB_DIR:?LAB_DIR must name the state directory of the lab}"
 NET=${LAB_NET:-10.213.0}
+[[ $NET =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || die "LAB_NET must be the first three octets of a /24, like 10.213.0"
+WAIT=${LAB_WAIT:-60}
 BR=mrlab0
 GLOBAL=/run/mailrun-lab
-HERE=$(cd "$(dirname "$0")" && pwd)
-mkdir -p "$LAB_DIR" "$GLOBAL/alloc"
-LAB_DIR=$(cd "$LAB_DIR" && pwd)
-
-die() { echo "mrlab: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "the lab needs root (network and mount namespaces)"
 for c in ip unshare nsenter setsid flock ssh-keygen /usr/sbin/sshd; do
   command -v "$c" >/dev/null || die "missing $c (run scripts/setup.sh)"
 done
+mkdir -p "$LAB_DIR" "$GLOBAL/alloc"
+LAB_DIR=$(cd "$LAB_DIR" && pwd -P)
 
+# The machine-wide lock (fd 9): allocations, the bridge, reaping. The lab's
+# own lock (fd 8), taken first, is held by `up` (and every helper it forks,
+# so a killed `up` still holds it until they end) and `down`. Neither is
+# ever inherited by anything left running: 8>&- 9>&- on every such command.
 lock() { exec 9>"$GLOBAL/lock"; flock 9; }
+unlock() { flock -u 9; exec 9>&-; }
+lab_lock() { exec 8>"$LAB_DIR/.lock"; flock 8; }
+
 hostdir() { echo "$LAB_DIR/hosts.d/$1"; }
-octet_of() { cat "$(hostdir "$1")/octet"; }
-addr_of() { echo "$NET.$(octet_of "$1")"; }
+octet_of() { cat "$(hostdir "$1")/octet" 2>/dev/null || die "no lab host $1 in $LAB_DIR"; }
+addr_of() { local o; o=$(octet_of "$1"); echo "$NET.$o"; }
 mac_of() { printf '02:00:0a:d5:00:%02x' "$1"; }
 
-# The PID (in our namespace) of the host's PID 1 (the child of unshare).
+# Seconds-bounded polling: until CMD succeeds, at most $WAIT s.
+wait_for() {
+  local end=$((SECONDS + WAIT))
+  until "$@"; do
+    [ $SECONDS -lt $end ] || return 1
+    sleep 0.05
+  done
+}
+
+# A process of ours: PID alive (not a zombie) and its command line names the
+# host's init script (so a reused PID is never taken for ours).
+ours() { # pid statedir
+  [ -n "$1" ] && grep -qaF "$2/init.sh" "/proc/$1/cmdline" 2>/dev/null || return 1
+  [ "$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" != Z ]
+}
+gone() { # pid
+  local st
+  st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 0
+  [ -z "$st" ] || [ "$st" = Z ]
+}
+
+# The PID (in the machine's namespace) of the host's PID 1.
 init_pid() {
-  local a
-  a=$(cat "$(hostdir "$1")/anchor.pid" 2>/dev/null) || return 1
-  [ -d "/proc/$a" ] || return 1
-  cat "/proc/$a/task/$a/children" 2>/dev/null | awk '{print $1}'
+  local d p
+  d=$(hostdir "$1")
+  p=$(cat "$d/init.pid" 2>/dev/null) || return 1
+  ours "$p" "$d" && echo "$p"
 }
-alive() { local p; p=$(init_pid "$1" 2>/dev/null) && [ -n "$p" ]; }
+alive() { init_pid "$1" >/dev/null; }
 
-# Runs a command inside host NAME (all its namespaces).
+# Runs a command inside host NAME (all its namespaces), from /.
 in_host() {
-  local name=$1; shift
-  local p
-  p=$(init_pid "$name") && [ -n "$p" ] || die "host $name is not up"
-  nsenter -t "$p" -m -u -i -n -p -- /bin/sh -c 'cd / && exec "$@"' sh "$@" 9>&-
+  local name=$1 p
+  shift
+  p=$(init_pid "$name") || die "host $name is not up (LAB_DIR=$LAB_DIR)"
+  nsenter -t "$p" -m -u -i -n -p -- /bin/sh -c 'cd / && exec "$@"' sh "$@" 8>&- 9>&-
 }
 
-ensure_bridge() {
+ip2int() { local IFS=.; set -- $1; echo $((($1 << 24) | ($2 << 16) | ($3 << 8) | $4)); }
+# Does PREFIX[/LEN] overlap $NET.0/24?
+overlaps() {
+  local p=${1%/*} l=24 len a b m
+  [ "$p" != "$1" ] && l=${1#*/} || l=32
+  len=$((l < 24 ? l : 24))
+  a=$(ip2int "$p")
+  b=$(ip2int "$NET.0")
+  m=$((len == 0 ? 0 : (0xffffffff << (32 - len)) & 0xffffffff))
+  [ $((a & m)) -eq $((b & m)) ]
+}
+# Before the first use: the lab /24 must not be routed or addressed elsewhere.
+check_net() {
+  local line set pfx
+  while read -r line; do
+    # shellcheck disable=SC2086
+    set -- $line
+    case $1 in unicast | unreachable | blackhole | prohibit | throw | local | broadcast | anycast | multicast) shift ;; esac
+    pfx=$1
+    [ "$pfx" = default ] && continue
+    case " $line " in *" dev $BR "*) continue ;; esac
+    [ "$line" = "unreachable $NET.0/24 metric 4242" ] && continue
+    ! overlaps "$pfx" || die "$NET.0/24 overlaps the route '$line' on this machine; set LAB_NET to a free /24"
+  done < <(ip -4 route show)
+  while read -r _ _ _ pfx _; do
+    ! overlaps "$pfx" || die "$NET.0/24 overlaps the address $pfx on this machine; set LAB_NET to a free /24"
+  done < <(ip -4 -o addr show | grep -v " $BR ")
+}
+
+ensure_bridge() { # under the lock
   if ! ip link show "$BR" >/dev/null 2>&1; then
-    # The lab /24 must not be routed anywhere else already.
-    if ip -4 route show | grep -v "dev $BR" | grep -v 'unreachable' | grep -q "^$NET\."; then
-      die "$NET.0/24 is already routed on this machine; set LAB_NET to a free /24"
-    fi
+    check_net
     ip link add "$BR" type bridge
     ip link set "$BR" address "$(mac_of 1)"
     ip addr add "$NET.1/24" dev "$BR"
     ip link set "$BR" up
+  elif ! ip -4 -o addr show dev "$BR" | grep -q " $NET\.1/24 "; then
+    die "bridge $BR exists but is not $NET.1/24 (another LAB_NET is in use)"
   fi
   # Never let lab addresses fall through to a default route.
   ip route add unreachable "$NET.0/24" metric 4242 2>/dev/null || true
 }
 
-alloc_octet() { # name -> octet
+alloc_octet() { # name -> octet (under the lock)
   local o
   for o in $(seq 2 254); do
     if [ ! -e "$GLOBAL/alloc/$o" ]; then
-      echo "$LAB_DIR $1" > "$GLOBAL/alloc/$o"
+      echo "$LAB_DIR $1" >"$GLOBAL/alloc/$o"
       echo "$o"
       return 0
     fi
   done
   die "no free address left in $NET.0/24"
+}
+
+# Kills a host's anchor and PID 1 (its PID namespace ends every process of
+# the host), deletes its netns and veth. Works on what a partial `up` left.
+kill_host() { # statedir name octet [scan]
+  local d=$1 n=$2 o=$3 p pids=()
+  for p in $(cat "$d/anchor.pid" "$d/init.pid" 2>/dev/null); do
+    ours "$p" "$d" && pids+=("$p")
+  done
+  if [ -n "${4:-}" ] && [ ${#pids[@]} -eq 0 ] && [ ! -f "$d/anchor.pid" ]; then
+    # State lost: find the host's processes by their init script.
+    for p in /proc/[0-9]*; do
+      ours "${p#/proc/}" "$d" && pids+=("${p#/proc/}")
+    done
+  fi
+  if [ ${#pids[@]} -gt 0 ]; then
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+    for p in "${pids[@]}"; do wait_for gone "$p" || echo "lab: $n: process $p did not end" >&2; done
+  fi
+  ip netns del "mr-$n" 2>/dev/null || true
+  [ -z "$o" ] || ip link del "mrl$o" 2>/dev/null || true
+}
+
+# Labs whose state dir vanished or whose LAB_OWNER died: their hosts go.
+gc_locked() {
+  local f o dir name owner start
+  for f in "$GLOBAL"/alloc/*; do
+    [ -f "$f" ] || continue
+    o=${f##*/}
+    read -r dir name <"$f" || continue
+    if [ -d "$dir/hosts.d/$name" ]; then
+      [ -f "$dir/owner" ] || continue
+      read -r owner start <"$dir/owner" || continue
+      if [ -d "/proc/$owner" ] && [ "$(sed 's/^.*) //' "/proc/$owner/stat" 2>/dev/null | cut -d' ' -f20)" = "$start" ]; then
+        continue
+      fi
+      # Its up or down still running (orphaned): next time.
+      flock -n "$dir/.lock" true 2>/dev/null || continue
+    fi
+    echo "lab: reaping $name ($NET.$o) of $dir: its owner is gone" >&2
+    kill_host "$dir/hosts.d/$name" "$name" "$o" scan
+    rm -f "$f"
+    rm -rf "${dir:?}/hosts.d/$name"
+  done
+}
+
+maybe_drop_bridge() { # under the lock
+  if [ -z "$(ls -A "$GLOBAL/alloc" 2>/dev/null)" ]; then
+    ip link del "$BR" 2>/dev/null || true
+    ip route del unreachable "$NET.0/24" metric 4242 2>/dev/null || true
+  fi
 }
 
 # Directories a host sees as the machine's but writes privately (overlays);
@@ -91,7 +221,6 @@ OVERLAYS="etc var usr opt srv home mnt"
 init_script() { # statedir name
   cat <<INIT
 set -e
-OVERLAYS="$OVERLAYS"
 exec 3>"$1/ready"
 hostname "$2"
 umount -l /run/netns 2>/dev/null || true
@@ -113,33 +242,38 @@ while :; do sleep 3600 & wait; done
 INIT
 }
 
+sshd_running() { in_host "$1" sh -c '[ -s /run/sshd.pid ] && kill -0 "$(cat /run/sshd.pid)"' 2>/dev/null; }
+
 start_sshd() { # name
-  in_host "$1" sh -c '/usr/sbin/sshd -E /var/log/sshd.log </dev/null >/dev/null 2>&1'
-  local i
-  for i in $(seq 1 100); do
-    in_host "$1" sh -c '[ -s /run/sshd.pid ] && kill -0 "$(cat /run/sshd.pid)"' 2>/dev/null && return 0
-    sleep 0.05
-  done
-  die "sshd did not start on $1: $(in_host "$1" tail -5 /var/log/sshd.log 2>&1)"
+  sshd_running "$1" && return 0
+  in_host "$1" sh -c 'rm -f /run/sshd.pid; /usr/sbin/sshd -E /var/log/sshd.log </dev/null >/dev/null 2>&1' ||
+    die "sshd did not start on $1: $(in_host "$1" sh -c '/usr/sbin/sshd -t 2>&1; tail -5 /var/log/sshd.log' 2>&1)"
+  wait_for sshd_running "$1" || die "sshd did not start on $1: $(in_host "$1" tail -5 /var/log/sshd.log 2>&1)"
 }
 
 stop_sshd() { # name: the listener and every session
-  in_host "$1" sh -c 'pkill -x sshd; for i in $(seq 1 100); do pgrep -x sshd >/dev/null || exit 0; sleep 0.05; done; pkill -KILL -x sshd; rm -f /run/sshd.pid' || true
+  in_host "$1" sh -c '
+    pkill -KILL -x sshd
+    end=$(($(date +%s) + '"$WAIT"'))
+    while pgrep -x sshd >/dev/null; do
+      [ "$(date +%s)" -lt "$end" ] || { echo "sshd would not die" >&2; exit 1; }
+      sleep 0.05
+    done
+    rm -f /run/sshd.pid'
 }
 
+# Network, PID 1, host key, root key, sshd settings, resolver.
 up_host() { # name
   local name=$1 d o addr
   d=$(hostdir "$name")
-  if alive "$name"; then return 0; fi
-  [ ${#name} -le 40 ] || die "host name too long: $name"
-  mkdir -p "$d"
-  if [ -f "$d/octet" ]; then o=$(cat "$d/octet"); else o=$(alloc_octet "$name"); echo "$o" > "$d/octet"; fi
+  o=$(cat "$d/octet")
   addr="$NET.$o"
+  alive "$name" && return 0
+  kill_host "$d" "$name" "$o" # what a failed earlier attempt left
   local ov
-  for ov in $OVERLAYS; do rm -rf "$d/$ov.work"; done
+  for ov in $OVERLAYS; do rm -rf "${d:?}/$ov.work"; done
   mkdir -p "$d"/{root,run,tmp}
-  ip netns del "mr-$name" 2>/dev/null || true
-  ip link del "mrl$o" 2>/dev/null || true
+  rm -f "$d/ready" "$d/anchor.pid" "$d/init.pid"
   ip netns add "mr-$name"
   ip link add "mrl$o" type veth peer name "mrp$o"
   ip link set "mrp$o" netns "mr-$name"
@@ -151,104 +285,55 @@ up_host() { # name
   ip link set "mrl$o" master "$BR"
   ip link set "mrl$o" up
   ip neigh flush to "$addr" 2>/dev/null || true
-  rm -f "$d/ready"
-  init_script "$d" "$name" > "$d/init.sh"
+  init_script "$d" "$name" >"$d/init.sh"
+  # Detached from the caller: own session, stdio to init.log, no lock fd.
   setsid ip netns exec "mr-$name" unshare --pid --fork --kill-child --uts --ipc --mount \
-    --propagation slave --mount-proc bash "$d/init.sh" </dev/null >"$d/init.log" 2>&1 9>&- &
-  echo $! > "$d/anchor.pid"
-  local i
-  for i in $(seq 1 200); do
-    [ -s "$d/ready" ] && break
-    sleep 0.05
-  done
-  [ -s "$d/ready" ] || die "host $name did not come up: $(cat "$d/init.log")"
-  # Its own identity: host key, root key, sshd settings, resolver, hostname.
-  in_host "$name" sh -c "
+    --propagation slave --mount-proc bash "$d/init.sh" </dev/null >"$d/init.log" 2>&1 8>&- 9>&- &
+  local a=$!
+  echo "$a" >"$d/anchor.pid"
+  wait_for test -s "$d/ready" || die "host $name did not come up: $(cat "$d/init.log")"
+  local p
+  p=$(awk '{print $1}' "/proc/$a/task/$a/children" 2>/dev/null) || true
+  ours "$p" "$d" || die "host $name: no PID 1 under its anchor $a: $(cat "$d/init.log")"
+  echo "$p" >"$d/init.pid"
+  in_host "$name" env NAME="$name" sh -c '
+    set -e
     rm -f /etc/ssh/ssh_host_*
-    ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
+    ssh-keygen -q -t ed25519 -N "" -C "host@$NAME" -f /etc/ssh/ssh_host_ed25519_key
     mkdir -p /root/.ssh && chmod 700 /root/.ssh
-    [ -f /root/.ssh/id_ed25519 ] || ssh-keygen -q -t ed25519 -N '' -C root@$name -f /root/.ssh/id_ed25519
+    [ -f /root/.ssh/id_ed25519 ] || ssh-keygen -q -t ed25519 -N "" -C "root@$NAME" -f /root/.ssh/id_ed25519
     mkdir -p /etc/ssh/sshd_config.d
-    printf 'HostKey /etc/ssh/ssh_host_ed25519_key\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n' > /etc/ssh/sshd_config.d/00-mailrun-lab.conf
-    echo 'SSHD_OPTS=\"-E /var/log/sshd.log\"' > /etc/default/ssh
-    echo $name > /etc/hostname
-    : > /etc/resolv.conf
-  "
+    printf "HostKey /etc/ssh/ssh_host_ed25519_key\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n" \
+      > /etc/ssh/sshd_config.d/00-mailrun-lab.conf
+    echo "SSHD_OPTS=\"-E /var/log/sshd.log\"" > /etc/default/ssh
+    echo "$NAME" > /etc/hostname
+    : > /etc/resolv.conf'
 }
 
-cmd_up() {
-  local password="" users=() mesh=1 names=() dovecot=0
-  while [ $# -gt 0 ]; do
-    case $1 in
-      --dovecot) dovecot=1; shift ;;
-      --password) password=$2; shift 2 ;;
-      --user) users+=("$2"); shift 2 ;;
-      --no-mesh) mesh=0; shift ;;
-      --*) die "unknown option $1" ;;
-      *) names+=("$1"); shift ;;
-    esac
-  done
-  [ ${#names[@]} -gt 0 ] || die "up: name at least one host"
-  lock
-  ensure_bridge
-  local ctl=$LAB_DIR/home/.ssh
-  mkdir -p "$ctl" && chmod 700 "$ctl"
-  [ -f "$ctl/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C mailrun-lab-control -f "$ctl/id_ed25519"
-  local n
-  for n in "${names[@]}"; do up_host "$n"; done
-  flock -u 9
-  for n in "${names[@]}"; do
-    if [ -n "$password" ]; then
-      in_host "$n" sh -c "echo 'root:$password' | chpasswd && printf 'PermitRootLogin yes\nPasswordAuthentication yes\n' > /etc/ssh/sshd_config.d/00-mailrun-lab-pw.conf"
-      # Earlier files win in sshd: the password file must come first.
-      in_host "$n" sh -c "cd /etc/ssh/sshd_config.d && mv 00-mailrun-lab-pw.conf 00-a-mailrun-lab-pw.conf"
-    fi
-    local u
-    for u in ${users[@]+"${users[@]}"}; do
-      local uname=${u%%:*} upw=${u#*:}
-      in_host "$n" sh -c "
-        id $uname >/dev/null 2>&1 || useradd -m -d /var/home/$uname -s /bin/bash $uname
-        echo '$uname:$upw' | chpasswd
-        mkdir -p /var/home/$uname/.ssh
-        cp /dev/stdin /var/home/$uname/.ssh/authorized_keys
-        chown -R $uname: /var/home/$uname/.ssh && chmod 700 /var/home/$uname/.ssh
-        mkdir -p /etc/sudoers.d && echo '$uname ALL=(ALL) ALL' > /etc/sudoers.d/mailrun-lab-$uname
-        chmod 440 /etc/sudoers.d/mailrun-lab-$uname
-      " < "$ctl/id_ed25519.pub"
-    done
-  done
-  # Trust and names across every host of this lab.
-  local all=() hostsfile="$LAB_DIR/hosts" kh="$LAB_DIR/known_hosts.lab" keys="$LAB_DIR/rootkeys.lab"
-  for d in "$LAB_DIR"/hosts.d/*/; do
-    n=$(basename "$d")
-    alive "$n" && all+=("$n")
-  done
-  : > "$hostsfile"; : > "$kh"; : > "$keys"
-  for n in "${all[@]}"; do
-    local a; a=$(addr_of "$n")
-    echo "$n $a" >> "$hostsfile"
-    echo "$n,$a $(in_host "$n" cat /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f1-2)" >> "$kh"
-    in_host "$n" cat /root/.ssh/id_ed25519.pub >> "$keys"
-  done
-  # The control's known_hosts: every lab host by name and address (kept
-  # entries of others, e.g. learnt by a test, stay).
-  touch "$ctl/known_hosts"
-  local tmp; tmp=$(mktemp)
-  awk 'NR==FNR { split($1, h, ","); for (i in h) drop[h[i]] = 1; next }
-       { split($1, h, ","); for (i in h) if (h[i] in drop) next; print }' "$kh" "$ctl/known_hosts" > "$tmp"
-  cat "$kh" >> "$tmp"
-  mv "$tmp" "$ctl/known_hosts"
-  for n in "${all[@]}"; do
-    {
-      cat "$ctl/id_ed25519.pub"
-      [ $mesh -eq 1 ] && cat "$keys"
-    } | in_host "$n" sh -c 'cat > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys'
-    if [ $mesh -eq 1 ]; then
-      in_host "$n" sh -c 'cat > /root/.ssh/known_hosts' < "$kh"
-    fi
-    awk '{print $2, $1}' "$hostsfile" | in_host "$n" sh -c "{ printf '127.0.0.1 localhost\n127.0.1.1 $n\n'; cat; } > /etc/hosts"
-    in_host "$n" sh -c '[ -s /run/sshd.pid ] && kill -0 "$(cat /run/sshd.pid)" 2>/dev/null' || start_sshd "$n"
-    [ $dovecot -eq 0 ] || setup_dovecot "$n"
+# --password / --user on a host that is up (sshd not necessarily running).
+configure_host() { # name password users...
+  local n=$1 pw=$2
+  shift 2
+  if [ -n "$pw" ]; then
+    # sshd takes the first value it reads: this file sorts first.
+    in_host "$n" env PW="$pw" sh -c '
+      set -e
+      printf "root:%s\n" "$PW" | chpasswd
+      printf "PermitRootLogin yes\nPasswordAuthentication yes\n" > /etc/ssh/sshd_config.d/00-a-mailrun-lab-pw.conf'
+  fi
+  local u
+  for u in "$@"; do
+    in_host "$n" env U="${u%%:*}" PW="${u#*:}" sh -c '
+      set -e
+      id "$U" >/dev/null 2>&1 || useradd -m -d "/home/$U" -s /bin/bash "$U"
+      printf "%s:%s\n" "$U" "$PW" | chpasswd
+      mkdir -p "/home/$U/.ssh"
+      cat > "/home/$U/.ssh/authorized_keys"
+      chmod 700 "/home/$U/.ssh" && chmod 600 "/home/$U/.ssh/authorized_keys"
+      chown -R "$U:" "/home/$U/.ssh"
+      mkdir -p /etc/sudoers.d
+      echo "$U ALL=(ALL) ALL" > "/etc/sudoers.d/mailrun-lab-$U"
+      chmod 440 "/etc/sudoers.d/mailrun-lab-$U"' <"$LAB_DIR/control/id_ed25519.pub"
   done
 }
 
@@ -277,62 +362,189 @@ protocol lmtp {
 }
 CONF
     if [ -s /run/dovecot/master.pid ] && kill -0 "$(cat /run/dovecot/master.pid)" 2>/dev/null; then exit 0; fi
-    /usr/sbin/dovecot </dev/null >/dev/null 2>&1
-    for i in $(seq 1 100); do [ -S /run/dovecot/auth-userdb ] && exit 0; sleep 0.05; done
-    echo "dovecot did not start: $(tail -5 /var/log/dovecot.log)" >&2; exit 1
-  '
+    /usr/sbin/dovecot </dev/null >/dev/null 2>&1'
+  wait_for in_host "$1" test -S /run/dovecot/auth-userdb ||
+    die "dovecot did not start on $1: $(in_host "$1" tail -5 /var/log/dovecot.log 2>&1)"
+}
+
+# Runs "FN NAME" for every name at once (errexit on in each); dies with
+# MESSAGE if any failed. Never call it from an if/&&/|| context.
+each_parallel() { # message fn names...
+  local msg=$1 fn=$2 n pids=() rc=0
+  shift 2
+  for n in "$@"; do
+    "$fn" "$n" &
+    pids+=($!)
+  done
+  for n in "${pids[@]}"; do wait "$n" || rc=1; done
+  [ $rc -eq 0 ] || die "$msg"
+}
+
+cmd_up() {
+  local password="" users=() mesh=1 names=() dovecot=0 n u
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --dovecot) dovecot=1; shift ;;
+      --password) [ $# -ge 2 ] || die "--password needs a value"; password=$2; shift 2 ;;
+      --user)
+        [ $# -ge 2 ] || die "--user needs NAME:PASSWORD"
+        [[ $2 =~ ^[a-z_][a-z0-9_-]{0,30}:.+$ ]] || die "--user wants NAME:PASSWORD, got '$2'"
+        users+=("$2"); shift 2 ;;
+      --no-mesh) mesh=0; shift ;;
+      --*) die "unknown option $1" ;;
+      *)
+        [[ $1 =~ ^[A-Za-z0-9][A-Za-z0-9-]{0,39}$ ]] || die "bad host name '$1' (letters, digits, '-'; at most 40)"
+        names+=("$1"); shift ;;
+    esac
+  done
+  [ ${#names[@]} -gt 0 ] || die "up: name at least one host"
+  lab_lock
+
+  # The control side, once per LAB_DIR.
+  local ctl=$LAB_DIR/home/.ssh
+  mkdir -p "$LAB_DIR/control" "$ctl" && chmod 700 "$LAB_DIR/control" "$ctl"
+  [ -f "$LAB_DIR/control/id_ed25519" ] ||
+    ssh-keygen -q -t ed25519 -N '' -C mailrun-lab-control -f "$LAB_DIR/control/id_ed25519"
+  [ -f "$ctl/id_ed25519" ] || cp "$LAB_DIR/control/id_ed25519" "$ctl/id_ed25519"
+  [ -f "$ctl/id_ed25519.pub" ] || cp "$LAB_DIR/control/id_ed25519.pub" "$ctl/id_ed25519.pub"
+  if [ -n "${LAB_OWNER:-}" ]; then
+    [ -d "/proc/$LAB_OWNER" ] || die "LAB_OWNER $LAB_OWNER is not a running process"
+    echo "$LAB_OWNER $(sed 's/^.*) //' "/proc/$LAB_OWNER/stat" | cut -d' ' -f20)" >"$LAB_DIR/owner"
+  fi
+
+  # Addresses and the bridge under the machine-wide lock; the rest outside.
+  lock
+  gc_locked
+  ensure_bridge
+  for n in "${names[@]}"; do
+    local d
+    d=$(hostdir "$n")
+    mkdir -p "$d"
+    if [ -s "$d/octet" ] && grep -qxF "$LAB_DIR $n" "$GLOBAL/alloc/$(cat "$d/octet")" 2>/dev/null; then continue; fi
+    alloc_octet "$n" >"$d/octet"
+  done
+  unlock
+
+  each_parallel "up: a host did not come up (down cleans up)" up_host "${names[@]}"
+  for n in "${names[@]}"; do
+    local d
+    d=$(hostdir "$n")
+    if [ $mesh -eq 1 ]; then rm -f "$d/nomesh"; else touch "$d/nomesh"; fi
+    [ $dovecot -eq 0 ] || touch "$d/dovecot"
+  done
+  _configure() { configure_host "$1" "$password" ${users[@]+"${users[@]}"}; }
+  each_parallel "up: configuring a host failed" _configure "${names[@]}"
+
+  # Trust and names across every host of this lab.
+  local all=() hostsfile="$LAB_DIR/hosts" kh="$LAB_DIR/known_hosts.lab" keys="$LAB_DIR/rootkeys.lab" d
+  for d in "$LAB_DIR"/hosts.d/*/; do
+    n=$(basename "$d")
+    alive "$n" && all+=("$n")
+  done
+  : >"$hostsfile.tmp"
+  : >"$kh"
+  : >"$keys"
+  for n in "${all[@]}"; do
+    local a
+    a=$(addr_of "$n")
+    echo "$n $a" >>"$hostsfile.tmp"
+    echo "$n,$a $(in_host "$n" cat /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f1-2)" >>"$kh"
+    if [ ! -f "$(hostdir "$n")/nomesh" ]; then in_host "$n" cat /root/.ssh/id_ed25519.pub >>"$keys"; fi
+  done
+  mv "$hostsfile.tmp" "$hostsfile"
+  # The control's known_hosts: every lab host by name and address (entries
+  # of others, e.g. learnt by a test, stay).
+  touch "$ctl/known_hosts"
+  local tmp
+  tmp=$(mktemp "$ctl/known_hosts.XXXXXX")
+  awk 'NR==FNR { split($1, h, ","); for (i in h) drop[h[i]] = 1; next }
+       { split($1, h, ","); for (i in h) if (h[i] in drop) next; print }' "$kh" "$ctl/known_hosts" >"$tmp"
+  cat "$kh" >>"$tmp"
+  mv "$tmp" "$ctl/known_hosts"
+  local named=" ${names[*]} "
+  _finish() {
+    local n=$1 d
+    d=$(hostdir "$n")
+    if [ -f "$d/nomesh" ]; then
+      in_host "$n" sh -c 'cat > /root/.ssh/authorized_keys' <"$LAB_DIR/control/id_ed25519.pub"
+    else
+      cat "$LAB_DIR/control/id_ed25519.pub" "$keys" | in_host "$n" sh -c 'cat > /root/.ssh/authorized_keys'
+      in_host "$n" sh -c 'cat > /root/.ssh/known_hosts' <"$kh"
+    fi
+    in_host "$n" chmod 600 /root/.ssh/authorized_keys
+    awk '{print $2, $1}' "$hostsfile" |
+      in_host "$n" env NAME="$n" sh -c '{ printf "127.0.0.1 localhost\n127.0.1.1 %s\n" "$NAME"; cat; } > /etc/hosts'
+    if [ -n "$password" ] && [[ $named == *" $n "* ]] && sshd_running "$n"; then
+      # A host that was up already: sshd re-reads its settings on HUP.
+      in_host "$n" sh -c 'kill -HUP "$(cat /run/sshd.pid)"'
+    fi
+    start_sshd "$n"
+    if [ -f "$d/dovecot" ]; then setup_dovecot "$n"; fi
+  }
+  each_parallel "up: starting the daemons failed" _finish "${all[@]}"
+  cat "$hostsfile"
 }
 
 cmd_down() {
-  lock
-  local d n o a
+  local d n o
+  lab_lock
   for d in "$LAB_DIR"/hosts.d/*/; do
     [ -d "$d" ] || continue
     d=${d%/}
-    n=$(basename "$d")
-    a=$(cat "$d/anchor.pid" 2>/dev/null || true)
-    # Only our own anchor (its command line names its init script).
-    if [ -n "$a" ] && grep -qa "$d/init.sh" "/proc/$a/cmdline" 2>/dev/null; then
-      kill -KILL "$a" 2>/dev/null || true
-      # Gone, or a zombie (whoever reaps it is not us).
-      for _ in $(seq 1 100); do
-        st=$(awk '{print $3}' "/proc/$a/stat" 2>/dev/null || echo gone)
-        [ "$st" = gone ] || [ "$st" = Z ] && break
-        sleep 0.05
-      done
-    fi
-    ip netns del "mr-$n" 2>/dev/null || true
-    if [ -f "$d/octet" ]; then
-      o=$(cat "$d/octet")
-      ip link del "mrl$o" 2>/dev/null || true
-      if grep -qx "$LAB_DIR $n" "$GLOBAL/alloc/$o" 2>/dev/null; then rm -f "$GLOBAL/alloc/$o"; fi
-    fi
-    rm -rf "$d"
+    n=${d##*/}
+    o=$(cat "$d/octet" 2>/dev/null || true)
+    kill_host "$d" "$n" "$o"
   done
-  rm -f "$LAB_DIR/hosts"
-  if [ -z "$(ls -A "$GLOBAL/alloc" 2>/dev/null)" ]; then
-    ip link del "$BR" 2>/dev/null || true
-    ip route del unreachable "$NET.0/24" metric 4242 2>/dev/null || true
-  fi
+  # Every allocation of this LAB_DIR (also one whose octet file an
+  # interrupted up never wrote), then the bridge if no lab is left.
+  local f dir
+  lock
+  for f in "$GLOBAL"/alloc/*; do
+    [ -f "$f" ] || continue
+    read -r dir _ <"$f" || true
+    if [ "$dir" = "$LAB_DIR" ]; then rm -f "$f"; fi
+  done
+  maybe_drop_bridge
+  unlock
+  rm -rf "${LAB_DIR:?}/hosts.d"
+  rm -f "$LAB_DIR/hosts" "$LAB_DIR/known_hosts.lab" "$LAB_DIR/rootkeys.lab" "$LAB_DIR/owner"
 }
 
-cmd=${1:-}
-shift || true
+one_name() { [ $# -eq 1 ] || die "$cmd: name one host"; octet_of "$1" >/dev/null; }
+
 case $cmd in
   up) cmd_up "$@" ;;
   down) cmd_down ;;
-  exec) n=$1; shift; in_host "$n" "$@" ;;
-  sshd-stop) stop_sshd "$1" ;;
-  sshd-start) start_sshd "$1" ;;
-  sshd-restart) stop_sshd "$1"; start_sshd "$1" ;;
+  exec)
+    [ $# -ge 2 ] || die "exec: NAME CMD [ARG...]"
+    n=$1
+    shift
+    in_host "$n" "$@"
+    ;;
+  sshd-stop) one_name "$@"; stop_sshd "$1" ;;
+  sshd-start) one_name "$@"; start_sshd "$1" ;;
+  sshd-restart) one_name "$@"; stop_sshd "$1"; start_sshd "$1" ;;
   rekey)
-    in_host "$1" sh -c "rm -f /etc/ssh/ssh_host_ed25519_key* && ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key"
-    stop_sshd "$1"; start_sshd "$1" ;;
+    one_name "$@"
+    in_host "$1" env NAME="$1" sh -c 'rm -f /etc/ssh/ssh_host_ed25519_key* && ssh-keygen -q -t ed25519 -N "" -C "host@$NAME" -f /etc/ssh/ssh_host_ed25519_key'
+    stop_sshd "$1"
+    start_sshd "$1"
+    ;;
   forget)
+    one_name "$@"
     a=$(addr_of "$1")
     kh=$LAB_DIR/home/.ssh/known_hosts
-    awk -v n="$1" -v a="$a" '{ split($1, h, ","); for (i in h) if (h[i] == n || h[i] == a) next; print }' "$kh" > "$kh.tmp"
-    mv "$kh.tmp" "$kh" ;;
-  addr) addr_of "$1" ;;
-  *) sed -n '2,20p' "$0" >&2; exit 2 ;;
+    tmp=$(mktemp "$kh.XXXXXX")
+    awk -v n="$1" -v a="$a" '{ split($1, h, ","); for (i in h) if (h[i] == n || h[i] == a) next; print }' "$kh" >"$tmp"
+    mv "$tmp" "$kh"
+    ;;
+  addr) one_name "$@"; addr_of "$1" ;;
+  list) cat "$LAB_DIR/hosts" 2>/dev/null || true ;;
+  gc)
+    lock
+    gc_locked
+    maybe_drop_bridge
+    unlock
+    ;;
+  *) usage ;;
 esac
