@@ -1,6 +1,7 @@
 //! A small builder for running the `mailrun` binary on files in a temp dir.
 #![allow(dead_code)]
 
+pub mod lab;
 pub mod netlab;
 
 use serde_json::Value;
