@@ -9,7 +9,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   # Debian's toolchain may be older than mailrun's minimum (Rust 1.85).
   need_apt+=(cargo rustc)
 fi
-# The test lab: sshd (and Dovecot) hosts in network namespaces (tests/lab/mrlab.sh).
+# The test lab: sshd (and Dovecot) hosts in network namespaces (tests/lab/lab.sh).
 for pkg_cmd in openssh-server:/usr/sbin/sshd openssh-client:/usr/bin/ssh iproute2:/sbin/ip \
                sudo:/usr/bin/sudo util-linux:/usr/bin/nsenter procps:/usr/bin/pkill \
                time:/usr/bin/time passwd:/usr/sbin/chpasswd \
@@ -30,9 +30,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod +x /usr/sbin/policy-rc.d
     made_policy=1
+    # Removed again even when the install fails.
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
-  [ $made_policy -eq 0 ] || rm -f /usr/sbin/policy-rc.d
+  if [ $made_policy -eq 1 ]; then
+    rm -f /usr/sbin/policy-rc.d
+    trap - EXIT
+  fi
 fi
 cargo --version
