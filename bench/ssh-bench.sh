@@ -22,13 +22,13 @@ cargo build --release --locked --quiet
 bin=$root/target/release/mailrun
 work=$(mktemp -d /tmp/mailrun-bench.XXXXXX)
 export LAB_DIR=$work/lab
-cleanup() { bash "$root/tests/lab/mrlab.sh" down >/dev/null 2>&1 || true; rm -rf "$work"; }
+cleanup() { bash "$root/tests/lab/lab.sh" down >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 names=()
 for i in $(seq 1 "$max"); do names+=("$(printf 'bh%03d' "$i")"); done
 echo "bringing up $max lab hosts…" >&2
-bash tests/lab/mrlab.sh up "${names[@]}" >/dev/null
+bash tests/lab/lab.sh up "${names[@]}" >/dev/null
 home=$LAB_DIR/home
 key=$home/.ssh/id_ed25519
 
@@ -112,12 +112,12 @@ inventory() { # n
 }
 reset_hosts() { # n
   head -n "$1" "$LAB_DIR/hosts" | while read -r name _; do
-    bash tests/lab/mrlab.sh exec "$name" rm -rf /srv/bench
+    bash tests/lab/lab.sh exec "$name" rm -rf /srv/bench
   done
 }
 state() { # n: a checksum of every host's /srv/bench (content and modes)
   head -n "$1" "$LAB_DIR/hosts" | while read -r name _; do
-    bash tests/lab/mrlab.sh exec "$name" sh -c 'cd /srv/bench && for f in *.conf sshd_* big.bin; do printf "%s %s " "$f" "$(stat -c %a "$f")"; sha256sum < "$f"; done'
+    bash tests/lab/lab.sh exec "$name" sh -c 'cd /srv/bench && for f in *.conf sshd_* big.bin; do printf "%s %s " "$f" "$(stat -c %a "$f")"; sha256sum < "$f"; done'
   done | sha256sum | cut -c1-16
 }
 run_mailrun() { HOME=$home "$bin" "$1" -i "$work/inv" -f "$2" >/dev/null; }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up, builds, brings up the built-in two-server lab (hosts "old" and
-# "new": network namespaces with their own sshd, tests/lab/mrlab.sh) and runs
+# "new": network namespaces with their own sshd, tests/lab/lab.sh) and runs
 # the lab playbook over SSH twice (the second run changes nothing). The lab is
 # torn down at the end; KEEP_LAB=1 leaves it up (LAB_DIR=/tmp/mailrun-lab).
 # As root, on Debian.
@@ -10,9 +10,9 @@ bash scripts/setup.sh
 cargo build --locked --release
 export LAB_DIR=${LAB_DIR:-/tmp/mailrun-lab}
 if [ "${KEEP_LAB:-0}" != 1 ]; then
-  trap 'bash tests/lab/mrlab.sh down' EXIT
+  trap 'bash tests/lab/lab.sh down' EXIT
 fi
-bash tests/lab/mrlab.sh up old new
+bash tests/lab/lab.sh up old new
 {
   while read -r name addr; do
     printf '[%s]\n%s ansible_host=%s ansible_user=root\n' "$name" "$name" "$addr"

@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::netlab::Lab;
+use support::lab::Lab;
 use support::{Project, Run};
 
 /// A project whose inventory is the lab's hosts (group `lab`).
@@ -588,6 +588,7 @@ fn ssh_agent_and_a_passphrase_protected_key() {
     let st = std::process::Command::new("ssh-keygen")
         .args(["-q", "-p", "-N", "open sesame", "-P", "", "-f"])
         .arg(&key)
+        .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(st.success());

@@ -5,7 +5,7 @@
 # machine's; also /usr, /opt, /srv, /home, /mnt), a private /root, /run and
 # /tmp, its own ed25519 host key and OpenSSH's sshd (optionally Dovecot).
 # Hosts have no default route: they reach only the lab /24.
-# (Design and pitfalls: /work/shared/LAB-NOTES.md.) mrlab.sh is its old name.
+# (Design and pitfalls: LAB-NOTES.md in the project's shared notes.)
 #
 #   LAB_DIR=DIR lab.sh up [OPTIONS] NAME...   # bring hosts up (idempotent)
 #       --password PW     root's password on these hosts; password logins on

@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 pub mod lab;
-pub mod netlab;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
