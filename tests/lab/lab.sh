@@ -403,10 +403,14 @@ cmd_up() {
   # The control side, once per LAB_DIR.
   local ctl=$LAB_DIR/home/.ssh
   mkdir -p "$LAB_DIR/control" "$ctl" && chmod 700 "$LAB_DIR/control" "$ctl"
+  # A lab dir from before control/ existed: its home key is the control key.
+  if [ ! -f "$LAB_DIR/control/id_ed25519" ] && [ -f "$ctl/id_ed25519" ] && [ -f "$ctl/id_ed25519.pub" ]; then
+    cp "$ctl/id_ed25519" "$ctl/id_ed25519.pub" "$LAB_DIR/control/"
+  fi
   [ -f "$LAB_DIR/control/id_ed25519" ] ||
     ssh-keygen -q -t ed25519 -N '' -C mailrun-lab-control -f "$LAB_DIR/control/id_ed25519"
-  [ -f "$ctl/id_ed25519" ] || cp "$LAB_DIR/control/id_ed25519" "$ctl/id_ed25519"
-  [ -f "$ctl/id_ed25519.pub" ] || cp "$LAB_DIR/control/id_ed25519.pub" "$ctl/id_ed25519.pub"
+  # The control HOME always holds the control key.
+  cp -f "$LAB_DIR/control/id_ed25519" "$LAB_DIR/control/id_ed25519.pub" "$ctl/"
   if [ -n "${LAB_OWNER:-}" ]; then
     [ -d "/proc/$LAB_OWNER" ] || die "LAB_OWNER $LAB_OWNER is not a running process"
     echo "$LAB_OWNER $(sed 's/^.*) //' "/proc/$LAB_OWNER/stat" | cut -d' ' -f20)" >"$LAB_DIR/owner"
