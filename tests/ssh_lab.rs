@@ -903,3 +903,39 @@ fn templated_connection_variables_are_rendered() {
     let r = play(&p, &lab, "t.yml", &[]);
     assert_eq!(r.code, 0, "{}", r.all());
 }
+
+#[test]
+fn a_non_default_port_is_known_as_host_colon_port() {
+    let lab = Lab::up(&["port1"]);
+    // A second sshd on port 2222, with the same host key.
+    lab.sh(
+        "port1",
+        "/usr/sbin/sshd -p 2222 -o PidFile=/run/sshd-2222.pid </dev/null >/dev/null 2>&1",
+    );
+    let p = Project::new();
+    p.file(
+        "lab.ini",
+        &format!(
+            "[lab]\nport1 ansible_host={} ansible_port=2222 ansible_user=root\n",
+            lab.addr("port1")
+        ),
+    );
+    p.file("p.yml", "- hosts: lab\n  tasks:\n    - command: \"true\"\n");
+    // Known only as port 22: port 2222 is a different entry, unknown.
+    let r = play(&p, &lab, "p.yml", &[]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    assert!(
+        r.stdout.contains(&format!("[{}]:2222", lab.addr("port1"))),
+        "{}",
+        r.all()
+    );
+    let r = play(&p, &lab, "p.yml", &["--host-key-checking", "accept-new"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let kh = std::fs::read_to_string(lab.home().join(".ssh/known_hosts")).unwrap();
+    assert!(
+        kh.contains(&format!("[{}]:2222 ssh-ed25519 ", lab.addr("port1"))),
+        "{kh}"
+    );
+    let r = play(&p, &lab, "p.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+}
