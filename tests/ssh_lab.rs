@@ -647,7 +647,7 @@ fn ssh_agent_and_a_passphrase_protected_key() {
 
     // On a terminal it asks for the passphrase once.
     let args = format!("a.yml -i lab.ini --private-key {}", key.display());
-    let text = on_terminal(&p, &home, &args, "open sesame");
+    let text = on_terminal(&p, &home, &args, "Enter passphrase", "open sesame");
     assert!(text.contains("Enter passphrase for key"), "{text}");
     assert!(text.contains("ok=1"), "{text}");
     assert!(
@@ -659,7 +659,7 @@ fn ssh_agent_and_a_passphrase_protected_key() {
 #[test]
 fn task_timeout_kills_the_remote_command_and_a_cut_link_times_out() {
     let lab = Lab::up(&["to1", "cut1"]);
-    let p = project(&lab, "ansible_ssh_timeout=2");
+    let p = project(&lab, "");
     p.file(
         "t.yml",
         "- hosts: lab\n  tasks:\n    - shell: sleep 300; sleep 301\n      timeout: 1\n      ignore_errors: true\n    - command: echo still here\n      register: after\n    - assert:\n        that: after.stdout == 'still here'\n",
@@ -672,11 +672,18 @@ fn task_timeout_kills_the_remote_command_and_a_cut_link_times_out() {
     // cut1's link goes down: nothing answers its address any more.
     lab.sh("cut1", "ip link set eth0 down");
     p.file(
+        "cut.ini",
+        &format!(
+            "cut1 ansible_host={} ansible_user=root ansible_ssh_timeout=3\n",
+            lab.addr("cut1")
+        ),
+    );
+    p.file(
         "cut.yml",
         "- hosts: cut1\n  tasks:\n    - command: \"true\"\n",
     );
     let started = std::time::Instant::now();
-    let r = play(&p, &lab, "cut.yml", &[]);
+    let r = run(&p, &lab, &["cut.yml", "-i", "cut.ini", "--output", "json"]);
     assert_eq!(r.code, 3, "{}", r.all());
     assert!(
         started.elapsed().as_secs() < 30,
@@ -785,9 +792,17 @@ fn dovecot_hosts_keep_their_own_mail_and_sync_over_the_mesh() {
     );
 }
 
-/// Runs mailrun on a terminal (`script`), typing `input` at its prompts.
-fn on_terminal(p: &Project, home: &std::path::Path, args: &str, input: &str) -> String {
-    use std::io::Write;
+/// Runs mailrun on a terminal (`script`) and types `answer` once `prompt`
+/// has appeared (typed earlier, the terminal would echo it).
+fn on_terminal(
+    p: &Project,
+    home: &std::path::Path,
+    args: &str,
+    prompt: &str,
+    answer: &str,
+) -> String {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
     let cmd = format!(
         "{} {args} -e root={}",
         env!("CARGO_BIN_EXE_mailrun"),
@@ -801,17 +816,41 @@ fn on_terminal(p: &Project, home: &std::path::Path, args: &str, input: &str) -> 
         .env_remove("SSH_AUTH_SOCK")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
     let mut stdin = child.stdin.take().unwrap();
-    for line in input.lines() {
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let started = std::time::Instant::now();
+    while !String::from_utf8_lossy(&seen.lock().unwrap()).contains(prompt) {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "no prompt {prompt:?}: {}",
+            String::from_utf8_lossy(&seen.lock().unwrap())
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let out = child.wait_with_output().unwrap();
+    // The prompt is printed just before echo is turned off.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+    child.wait().unwrap();
     drop(stdin);
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    reader.join().unwrap();
+    let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    text
 }
 
 #[test]
@@ -824,7 +863,7 @@ fn ask_pass_and_ask_become_pass_prompt_once_at_start() {
     let home = keyless_home(&p, &lab);
     p.file("k.yml", "- hosts: lab\n  tasks:\n    - command: id -un\n");
     // -k: the SSH password, asked before any host is contacted.
-    let text = on_terminal(&p, &home, "k.yml -i lab.ini -k", "root-pw");
+    let text = on_terminal(&p, &home, "k.yml -i lab.ini -k", "SSH password:", "root-pw");
     assert!(text.contains("SSH password:"), "{text}");
     assert!(text.contains("ok=1") && !text.contains("root-pw"), "{text}");
     // -K: the become password for sudo.
@@ -836,7 +875,13 @@ fn ask_pass_and_ask_become_pass_prompt_once_at_start() {
         ),
     );
     p.file("b.yml", "- hosts: lab\n  tasks:\n    - command: id -un\n      become: true\n      register: r\n    - assert:\n        that: r.stdout == 'root'\n");
-    let text = on_terminal(&p, &lab.home(), "b.yml -i bob.ini -K", "bob-pw");
+    let text = on_terminal(
+        &p,
+        &lab.home(),
+        "b.yml -i bob.ini -K",
+        "BECOME password:",
+        "bob-pw",
+    );
     assert!(text.contains("BECOME password:"), "{text}");
     assert!(text.contains("ok=2") && !text.contains("bob-pw"), "{text}");
 }
@@ -852,25 +897,34 @@ fn sshd_killed_and_link_cut_mid_command_are_unreachable_without_a_hang() {
     let (dir, script) = (lab.dir().to_path_buf(), Lab::script());
     let (killed, cut) = (lab.name("mk1"), lab.name("mc1"));
     let faults = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_secs(3));
-        for (host, cmd) in [
-            (killed, "pkill -KILL -x sshd"),
-            (cut, "ip link set eth0 down"),
-        ] {
-            let st = std::process::Command::new("bash")
+        let in_host = |host: &str, cmd: &str| {
+            std::process::Command::new("bash")
                 .arg(&script)
-                .args(["exec", &host, "sh", "-c", cmd])
+                .args(["exec", host, "sh", "-c", cmd])
                 .env("LAB_DIR", &dir)
                 .status()
-                .unwrap();
-            assert!(st.success());
+                .unwrap()
+                .success()
+        };
+        // Strike while the command runs (however slow the machine is).
+        for host in [&killed, &cut] {
+            let started = std::time::Instant::now();
+            while !in_host(host, "ps -eo args | grep -qx 'sleep 8'") {
+                assert!(
+                    started.elapsed().as_secs() < 60,
+                    "sleep 8 never ran on {host}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         }
+        assert!(in_host(&killed, "pkill -KILL -x sshd"));
+        assert!(in_host(&cut, "ip link set eth0 down"));
     });
     let started = std::time::Instant::now();
     let r = play(&p, &lab, "k.yml", &[]);
     faults.join().unwrap();
     assert_eq!(r.code, 3, "{}", r.all());
-    assert!(started.elapsed().as_secs() < 45, "{:?}", started.elapsed());
+    assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
     let recap = r.recap();
     assert_eq!(recap["hosts"]["mk1"]["unreachable"], 1, "{}", r.all());
     assert_eq!(recap["hosts"]["mc1"]["unreachable"], 1, "{}", r.all());
