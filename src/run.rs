@@ -432,6 +432,14 @@ async fn execute(
 /// here, once, before any host is contacted.
 fn ssh_pool(c: &CommonArgs) -> Result<Arc<crate::ssh::Pool>> {
     use crate::ssh::config::SshOptions;
+    if let Some(key) = &c.private_key {
+        if !key.is_file() {
+            return Err(Error::Options(format!(
+                "--private-key {}: no such file",
+                key.display()
+            )));
+        }
+    }
     let ask = |what: &str| -> Result<String> {
         rpassword::prompt_password(format!("{what}: "))
             .map_err(|e| Error::Options(format!("cannot read the {what} from the terminal: {e}")))

@@ -532,6 +532,21 @@ fn exit_codes() {
     let r = p.run(&["ok.yml", "--syntax-check"]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stdout.contains("playbook: ok.yml"));
+    // A key file that does not exist: bad options, before any host.
+    let r = p.run(&[
+        "ok.yml",
+        "-i",
+        "hosts.ini",
+        "--private-key",
+        "/nonexistent/key",
+    ]);
+    assert_eq!(r.code, 5, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("--private-key /nonexistent/key: no such file"),
+        "{}",
+        r.all()
+    );
     // An SSH host that refuses connections: unreachable, exit 3.
     p.file("ssh.ini", "far ansible_host=127.0.0.1 ansible_port=1\n");
     p.file(
