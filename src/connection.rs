@@ -97,6 +97,26 @@ pub fn stat_script(path: &str) -> String {
     )
 }
 
+/// Shell lines, for a `set -e` script that has set `$t` (a temp file beside
+/// the destination) and `$p` (the destination), that put `$t` in place of
+/// `$p`: with the old file's owner and mode (or the umask's for a new
+/// file), then `mode` if given, then renamed over it.
+pub fn replace_lines(mode: Option<u32>) -> String {
+    let chmod = match mode {
+        Some(m) => format!("chmod {m:04o} -- \"$t\"\n"),
+        None => String::new(),
+    };
+    format!(
+        "if [ -e \"$p\" ]; then\n\
+         chown \"$(stat -L -c %u:%g -- \"$p\")\" -- \"$t\" 2>/dev/null || true\n\
+         chmod \"$(stat -L -c %a -- \"$p\")\" -- \"$t\"\n\
+         else\n\
+         chmod \"$(printf '%o' $((0666 & ~0$(umask))))\" -- \"$t\"\n\
+         fi\n\
+         {chmod}mv -f -- \"$t\" \"$p\""
+    )
+}
+
 /// Reads what [`stat_script`] printed.
 pub fn parse_stat_output(text: &str) -> Result<Option<FileStat>, String> {
     if text.trim() == "missing" {

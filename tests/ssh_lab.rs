@@ -303,13 +303,7 @@ fn a_wrong_key_names_host_user_and_methods() {
     let lab = Lab::up(&["wk1"]);
     let p = project(&lab, "");
     // A home with known_hosts but no default key, and a key sshd does not know.
-    let home = p.path().join("home");
-    std::fs::create_dir_all(home.join(".ssh")).unwrap();
-    std::fs::copy(
-        lab.home().join(".ssh/known_hosts"),
-        home.join(".ssh/known_hosts"),
-    )
-    .unwrap();
+    let home = keyless_home(&p, &lab);
     let key = p.path().join("wrong_key");
     let st = std::process::Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -388,13 +382,7 @@ fn password_login() {
     let lab = Lab::up_with(&["--password", "s3cret-pw"], &["pw1"]);
     let p = project(&lab, "ansible_password=s3cret-pw");
     // No key at all: only the password can work.
-    let home = p.path().join("home");
-    std::fs::create_dir_all(home.join(".ssh")).unwrap();
-    std::fs::copy(
-        lab.home().join(".ssh/known_hosts"),
-        home.join(".ssh/known_hosts"),
-    )
-    .unwrap();
+    let home = keyless_home(&p, &lab);
     p.file("pw.yml", "- hosts: lab\n  tasks:\n    - command: id -un\n      register: u\n    - assert:\n        that: u.stdout == 'root'\n");
     let root = format!("root={}", p.path().display());
     let r = p.run_env(

@@ -363,25 +363,16 @@ async fn host_write(
     if ctx.become_user.is_none() {
         return ctx.conn.write_file(path, data, mode).await;
     }
-    let chmod = match mode {
-        Some(m) => format!("chmod {m:04o} -- \"$t\"\n"),
-        None => String::new(),
-    };
     let script = format!(
         "set -e\n\
          p={}\n\
          t=$(mktemp \"$(dirname -- \"$p\")/.mailrun.XXXXXX\")\n\
          trap 'rm -f -- \"$t\"' EXIT\n\
          cat > \"$t\"\n\
-         if [ -e \"$p\" ]; then\n\
-         chown \"$(stat -L -c %u:%g -- \"$p\")\" -- \"$t\" 2>/dev/null || true\n\
-         chmod \"$(stat -L -c %a -- \"$p\")\" -- \"$t\"\n\
-         else\n\
-         chmod \"$(printf '%o' $((0666 & ~0$(umask))))\" -- \"$t\"\n\
-         fi\n\
-         {chmod}mv -f -- \"$t\" \"$p\"\n\
+         {}\n\
          trap - EXIT",
-        quote(path)
+        quote(path),
+        connection::replace_lines(mode)
     );
     let out = become_script(ctx, script, Some(data.to_vec())).await?;
     if out.rc != 0 {

@@ -85,6 +85,18 @@ pub struct Target {
     pub keepalive: Duration,
 }
 
+impl Target {
+    /// The names the host's key is looked up under in known_hosts: the
+    /// address connected to, and the inventory name when it differs.
+    pub fn known_names(&self) -> Vec<String> {
+        let mut names = vec![self.addr.clone()];
+        if self.alias != self.addr {
+            names.push(self.alias.clone());
+        }
+        names
+    }
+}
+
 /// Passwords never appear in debug output.
 fn secret(s: &Option<String>) -> &'static str {
     if s.is_some() {

@@ -81,10 +81,6 @@ impl Pool {
         })
     }
 
-    pub fn options(&self) -> &SshOptions {
-        &self.opts
-    }
-
     /// The connection to a host (no network traffic until first used).
     pub fn get(
         self: &Arc<Self>,
@@ -120,10 +116,11 @@ impl Pool {
             .drain()
             .map(|(_, h)| h)
             .collect();
-        let closes = hosts
-            .into_iter()
-            .map(|h| async move { h.disconnect().await });
-        let all = futures_join_all(closes);
+        let mut closes = tokio::task::JoinSet::new();
+        for h in hosts {
+            closes.spawn(async move { h.disconnect().await });
+        }
+        let all = async { while closes.join_next().await.is_some() {} };
         let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
     }
 
@@ -140,16 +137,6 @@ impl Pool {
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Pool({:?})", self.opts.host_key_checking)
-    }
-}
-
-/// Awaits all futures (a small join_all, not worth a crate).
-async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
-    futs: impl IntoIterator<Item = F>,
-) {
-    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
-    for h in handles {
-        let _ = h.await;
     }
 }
 
@@ -280,11 +267,7 @@ impl HostConn {
                 let _w = self.pool.learn_lock.lock().await;
                 // Another connection may have recorded the host meanwhile:
                 // learn only what is still unknown, refuse a different key.
-                let mut names = vec![t.addr.clone()];
-                if t.alias != t.addr {
-                    names.push(t.alias.clone());
-                }
-                match self.known.check(&names, t.port, &key) {
+                match self.known.check(&t.known_names(), t.port, &key) {
                     known_hosts::Verdict::Match => {}
                     known_hosts::Verdict::Unknown => {
                         self.known.learn(&t.addr, t.port, &key).map_err(|e| {
@@ -442,29 +425,10 @@ impl HostConn {
 
     async fn run(&self, cmd: &Command) -> Result<ExecOutput, ConnError> {
         let job = unique_id();
-        let result = {
-            let slot = self.slot().await;
-            let (ch, _) = self.channel().await?;
-            let (line, become_) = self.command_line(cmd, &job);
-            let label = self.label();
-            // The channel is drained by its own task, to the end, even if
-            // the caller goes away.
-            let task = tokio::spawn(drive(
-                ch,
-                line,
-                cmd.stdin.clone(),
-                become_,
-                cmd.timeout,
-                label,
-                slot,
-            ));
-            task.await
-                .map_err(|e| ConnError::Io(format!("{}: command task failed: {e}", self.label())))?
-        };
+        let mut result = self.exec_once(cmd, &job).await;
         if matches!(result, Err(ConnError::Timeout(_))) {
             self.kill_job(&job, cmd.become_user.clone()).await;
         }
-        let mut result = result;
         if let Ok(out) = &mut result {
             let sudo_wants_password = out.rc == 1
                 && self.target.become_password.is_none()
@@ -486,6 +450,26 @@ impl HostConn {
         result
     }
 
+    /// Runs a command on a channel of its own, tagged with `job`. The
+    /// channel is drained by its own task, to the end, even if the caller
+    /// goes away.
+    async fn exec_once(&self, cmd: &Command, job: &str) -> Result<ExecOutput, ConnError> {
+        let slot = self.slot().await;
+        let (ch, _) = self.channel().await?;
+        let (line, become_) = self.command_line(cmd, job);
+        let task = tokio::spawn(drive(
+            ch,
+            line,
+            cmd.stdin.clone(),
+            become_,
+            cmd.timeout,
+            self.label(),
+            slot,
+        ));
+        task.await
+            .map_err(|e| ConnError::Io(format!("{}: command task failed: {e}", self.label())))?
+    }
+
     /// Kills every process of a command (found by its `MAILRUN_JOB`).
     async fn kill_job(&self, job: &str, become_user: Option<String>) {
         let script = format!(
@@ -498,18 +482,7 @@ impl HostConn {
             timeout: Some(Duration::from_secs(30)),
             become_user,
         };
-        let _ = self.run_untimed(&kill).await;
-    }
-
-    /// `run` without the kill-on-timeout step (for the kill itself).
-    async fn run_untimed(&self, cmd: &Command) -> Result<ExecOutput, ConnError> {
-        let slot = self.slot().await;
-        let (ch, _) = self.channel().await?;
-        let (line, become_) = self.command_line(cmd, "kill");
-        let label = self.label();
-        tokio::spawn(drive(ch, line, None, become_, cmd.timeout, label, slot))
-            .await
-            .map_err(|e| ConnError::Io(format!("{}: command task failed: {e}", self.label())))?
+        let _ = self.exec_once(&kill, "kill").await;
     }
 
     async fn sftp(&self) -> Result<Arc<Sftp>, ConnError> {
@@ -961,20 +934,12 @@ impl Connection for HostConn {
                 )));
             }
         }
-        // Keep the old file's owner and mode (or the umask's for a new one),
-        // then the wanted mode, then rename over the destination.
-        let chmod = mode
-            .map(|m| format!("chmod {m:04o} -- \"$t\" &&\n"))
-            .unwrap_or_default();
+        // The temp file is removed by the script itself if a step fails.
         let script = format!(
-            "t={} p={}\n\
-             if [ -e \"$p\" ]; then\n\
-             chown --reference=\"$p\" -- \"$t\" 2>/dev/null\n\
-             chmod --reference=\"$p\" -- \"$t\" || {{ rm -f -- \"$t\"; exit 1; }}\n\
-             else chmod \"$(printf '%o' $((0666 & ~0$(umask))))\" -- \"$t\" || {{ rm -f -- \"$t\"; exit 1; }}; fi\n\
-             {chmod}mv -f -- \"$t\" \"$p\" || {{ rm -f -- \"$t\"; exit 1; }}",
+            "set -e\nt={} p={}\ntrap 'rm -f -- \"$t\"' EXIT\n{}\ntrap - EXIT",
             quote(&tmp),
-            quote(path)
+            quote(path),
+            connection::replace_lines(mode)
         );
         let out = match self.run(&Command::new(script)).await {
             Ok(out) => out,

@@ -30,16 +30,6 @@ pub(crate) struct Client {
     check: Arc<Mutex<KeyCheck>>,
 }
 
-impl Client {
-    fn names(&self) -> Vec<String> {
-        let mut names = vec![self.target.addr.clone()];
-        if self.target.alias != self.target.addr {
-            names.push(self.target.alias.clone());
-        }
-        names
-    }
-}
-
 impl client::Handler for Client {
     type Error = russh::Error;
 
@@ -52,7 +42,7 @@ impl client::Handler for Client {
         }
         let key = key.public_key();
         let t = &self.target;
-        let verdict = self.known.check(&self.names(), t.port, &key);
+        let verdict = self.known.check(&t.known_names(), t.port, &key);
         let mut check = self.check.lock().unwrap_or_else(|e| e.into_inner());
         match verdict {
             Verdict::Match => return Ok(true),
@@ -193,11 +183,7 @@ pub(crate) async fn handshake(
 ) -> Result<(Handle, Option<russh::keys::PublicKey>), ConnectError> {
     let mut config = base_config(target.keepalive);
     if policy != HostKeyPolicy::Off {
-        let mut names = vec![target.addr.clone()];
-        if target.alias != target.addr {
-            names.push(target.alias.clone());
-        }
-        let (recorded, _) = known.recorded(&names, target.port);
+        let (recorded, _) = known.recorded(&target.known_names(), target.port);
         let algs: Vec<Algorithm> = recorded.iter().map(|r| r.key.algorithm()).collect();
         if !algs.is_empty() {
             let mut keys: Vec<Algorithm> = config
@@ -376,6 +362,112 @@ pub(crate) async fn preload_keys(keys: &KeyCache, target: &Target, home: &Path) 
     }
 }
 
+/// One login's bookkeeping: the methods tried, what the server accepts,
+/// and notes on keys that could not be used.
+struct Login<'a> {
+    handle: &'a mut Handle,
+    target: &'a Target,
+    rsa_hash: Option<russh::keys::HashAlg>,
+    tried: Vec<String>,
+    notes: Vec<String>,
+    accepts: String,
+}
+
+impl Login<'_> {
+    /// Records what a refusal says the server still accepts.
+    fn refused(&mut self, r: &AuthResult) {
+        if let AuthResult::Failure {
+            remaining_methods, ..
+        } = r
+        {
+            let m: Vec<&str> = remaining_methods.iter().map(|m| m.into()).collect();
+            self.accepts = m.join(",");
+        }
+    }
+
+    fn lost(e: &russh::Error) -> String {
+        format!("connection lost during login: {}", russh_reason(e))
+    }
+
+    /// Tries the key files in turn; true once logged in. Missing files are
+    /// an error only when `explicit`.
+    async fn key_files(
+        &mut self,
+        keys: &KeyCache,
+        files: &[PathBuf],
+        explicit: bool,
+    ) -> Result<bool, String> {
+        for path in files {
+            let key = match keys.get(path, explicit).await {
+                None => continue,
+                Some(Err(e)) => {
+                    self.notes.push(e);
+                    continue;
+                }
+                Some(Ok(k)) => k,
+            };
+            let hash = if key.algorithm().is_rsa() {
+                self.rsa_hash
+            } else {
+                None
+            };
+            self.tried.push(format!("publickey {}", path.display()));
+            let user = self.target.user.clone();
+            match self
+                .handle
+                .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
+                .await
+            {
+                Ok(r) if r.success() => return Ok(true),
+                Ok(r) => self.refused(&r),
+                Err(e) => return Err(Self::lost(&e)),
+            }
+            if self.handle.is_closed() {
+                return Err(closed_during_login(self.target, &self.tried));
+            }
+        }
+        Ok(false)
+    }
+
+    /// The password, then keyboard-interactive with it if the server
+    /// offers that; true once logged in.
+    async fn password(&mut self, pw: &str) -> Result<bool, String> {
+        let user = self.target.user.clone();
+        self.tried.push("password".into());
+        match self.handle.authenticate_password(&user, pw).await {
+            Ok(r) if r.success() => return Ok(true),
+            Ok(r) => self.refused(&r),
+            Err(e) => return Err(Self::lost(&e)),
+        }
+        if self.accepts.split(',').any(|m| m == "keyboard-interactive") {
+            self.tried.push("keyboard-interactive".into());
+            return Ok(keyboard_interactive(self.handle, &user, pw).await);
+        }
+        Ok(false)
+    }
+
+    /// The error of a login that failed.
+    fn failure(self) -> String {
+        let t = self.target;
+        let tried = if self.tried.is_empty() {
+            "no method (no key file, no agent key, no default key, no password)".to_string()
+        } else {
+            self.tried.join(", ")
+        };
+        let mut msg = format!(
+            "authentication failed for {}@{} ({}:{}); tried {tried}",
+            t.user, t.alias, t.addr, t.port
+        );
+        if !self.accepts.is_empty() {
+            msg.push_str(&format!("; the server accepts: {}", self.accepts));
+        }
+        for n in self.notes {
+            msg.push_str(&format!("; {n}"));
+        }
+        msg
+    }
+}
+
 /// Logs in, trying in turn: the target's key files, ssh-agent's keys, the
 /// default keys, the password (and keyboard-interactive with it). The error
 /// names the host, the user and every method tried.
@@ -385,124 +477,52 @@ pub(crate) async fn authenticate(
     keys: &KeyCache,
     home: &Path,
 ) -> Result<(), String> {
-    let user = target.user.as_str();
-    let mut tried: Vec<String> = Vec::new();
-    let mut notes: Vec<String> = Vec::new();
-    let mut accepts = String::new();
-    let note_failure = |r: &AuthResult, accepts: &mut String| {
-        if let AuthResult::Failure {
-            remaining_methods, ..
-        } = r
-        {
-            let m: Vec<&str> = remaining_methods.iter().map(|m| m.into()).collect();
-            *accepts = m.join(",");
-        }
-    };
     let rsa_hash = handle
         .best_supported_rsa_hash()
         .await
         .ok()
         .flatten()
         .flatten();
-    let mut files: Vec<(PathBuf, bool)> =
-        target.key_files.iter().map(|p| (p.clone(), true)).collect();
-    let defaults: Vec<(PathBuf, bool)> = DEFAULT_KEYS
+    let mut login = Login {
+        handle,
+        target,
+        rsa_hash,
+        tried: Vec::new(),
+        notes: Vec::new(),
+        accepts: String::new(),
+    };
+    let defaults: Vec<PathBuf> = DEFAULT_KEYS
         .iter()
-        .map(|k| (home.join(".ssh").join(k), false))
+        .map(|k| home.join(".ssh").join(k))
+        .filter(|p| !target.key_files.contains(p))
         .collect();
-    // Explicit keys first; then the agent; then the default keys.
-    for (phase, list) in [
-        (0, std::mem::take(&mut files)),
-        (1, Vec::new()),
-        (2, defaults),
-    ] {
-        if phase == 1 {
-            if let Some(r) = agent_auth(handle, user, rsa_hash, &mut tried).await {
-                match r {
-                    Ok(true) => return Ok(()),
-                    Ok(false) => {}
-                    Err(e) => notes.push(e),
-                }
-            }
-            continue;
-        }
-        for (path, explicit) in list {
-            if target.key_files.contains(&path) && !explicit {
-                continue;
-            }
-            let key = match keys.get(&path, explicit).await {
-                None => continue,
-                Some(Err(e)) => {
-                    notes.push(e);
-                    continue;
-                }
-                Some(Ok(k)) => k,
-            };
-            let hash = if key.algorithm().is_rsa() {
-                rsa_hash
-            } else {
-                None
-            };
-            tried.push(format!("publickey {}", path.display()));
-            match handle
-                .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
-                .await
-            {
-                Ok(r) if r.success() => return Ok(()),
-                Ok(r) => note_failure(&r, &mut accepts),
-                Err(e) => {
-                    return Err(format!(
-                        "connection lost during login: {}",
-                        russh_reason(&e)
-                    ))
-                }
-            }
-        }
+    if login.key_files(keys, &target.key_files, true).await? {
+        return Ok(());
     }
-    if handle.is_closed() {
-        return Err(closed_during_login(user, target, &tried));
+    match agent_auth(login.handle, &target.user, rsa_hash, &mut login.tried).await {
+        Some(Ok(true)) => return Ok(()),
+        Some(Err(e)) => login.notes.push(e),
+        _ => {}
+    }
+    if login.key_files(keys, &defaults, false).await? {
+        return Ok(());
+    }
+    if login.handle.is_closed() {
+        return Err(closed_during_login(target, &login.tried));
     }
     if let Some(pw) = &target.password {
-        tried.push("password".into());
-        match handle.authenticate_password(user, pw.clone()).await {
-            Ok(r) if r.success() => return Ok(()),
-            Ok(r) => note_failure(&r, &mut accepts),
-            Err(e) => {
-                return Err(format!(
-                    "connection lost during login: {}",
-                    russh_reason(&e)
-                ))
-            }
-        }
-        if accepts.split(',').any(|m| m == "keyboard-interactive") {
-            tried.push("keyboard-interactive".into());
-            if keyboard_interactive(handle, user, pw).await {
-                return Ok(());
-            }
+        if login.password(pw).await? {
+            return Ok(());
         }
     }
-    let tried = if tried.is_empty() {
-        "no method (no key file, no agent key, no default key, no password)".to_string()
-    } else {
-        tried.join(", ")
-    };
-    let mut msg = format!(
-        "authentication failed for {user}@{} ({}:{}); tried {tried}",
-        target.alias, target.addr, target.port
-    );
-    if !accepts.is_empty() {
-        msg.push_str(&format!("; the server accepts: {accepts}"));
-    }
-    for n in notes {
-        msg.push_str(&format!("; {n}"));
-    }
-    Err(msg)
+    Err(login.failure())
 }
 
-fn closed_during_login(user: &str, target: &Target, tried: &[String]) -> String {
+fn closed_during_login(target: &Target, tried: &[String]) -> String {
     format!(
-        "the server closed the connection during the login of {user}@{} ({}:{}) after {} attempts \
+        "the server closed the connection during the login of {}@{} ({}:{}) after {} attempts \
          (its MaxAuthTries?); tried {}",
+        target.user,
         target.alias,
         target.addr,
         target.port,
