@@ -80,6 +80,18 @@ pub trait Connection: Send + Sync {
         -> Result<(), ConnError>;
     /// Metadata, or None when the path does not exist.
     async fn stat(&self, path: &str) -> Result<Option<FileStat>, ConnError>;
+    /// Proves that a new login to the host works now (after an sshd
+    /// change): a separate connection with the same settings runs `true`.
+    /// The live session is left as it is. The local connection has no
+    /// login to prove.
+    async fn probe_login(&self) -> Result<(), ConnError> {
+        Ok(())
+    }
+    /// The address and port this connection reaches (what other hosts can
+    /// use too); None for the local connection.
+    fn address(&self) -> Option<(String, u16)> {
+        None
+    }
 }
 
 /// A shell script that prints a path's metadata and checksum in one round

@@ -93,6 +93,17 @@ pub trait Progress: Send + Sync {
     fn update(&self, text: &str);
 }
 
+/// The other inventory hosts, for modules that work across hosts
+/// (`file_copy from_host`, `doveadm_backup`, `mail_verify`).
+pub trait Hosts: Send + Sync {
+    /// The control machine's connection to inventory host `name`, as its
+    /// own tasks would use it; None when `name` is not in the inventory.
+    fn connection(
+        &self,
+        name: &str,
+    ) -> Result<Option<Arc<dyn Connection>>, crate::connection::ConnError>;
+}
+
 /// Everything a module may use. Built per (task, host) by the engine.
 pub struct Context {
     pub host: String,
@@ -110,6 +121,8 @@ pub struct Context {
     pub prompter: Arc<dyn Prompter>,
     pub progress: Arc<dyn Progress>,
     pub timeout: Option<std::time::Duration>,
+    /// The other inventory hosts.
+    pub hosts: Arc<dyn Hosts>,
 }
 
 /// Why arguments were refused: a message naming module and argument.

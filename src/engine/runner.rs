@@ -49,6 +49,23 @@ impl Progress for ProgressSink {
     }
 }
 
+/// The other inventory hosts as modules see them.
+struct OtherHosts {
+    shared: Arc<Shared>,
+    play_user: Option<String>,
+}
+
+impl crate::module::Hosts for OtherHosts {
+    fn connection(&self, name: &str) -> Result<Option<Arc<dyn Connection>>, ConnError> {
+        if !self.shared.inv_vars.contains_key(name) {
+            return Ok(None);
+        }
+        self.shared
+            .connection_for(name, self.play_user.as_deref(), None)
+            .map(Some)
+    }
+}
+
 /// One result line's worth of facts, before it is reported.
 struct ItemResult {
     outcome: Outcome,
@@ -745,6 +762,14 @@ impl Shared {
                 hidden: task.no_log,
             }),
             timeout: task.timeout.map(Duration::from_secs),
+            hosts: Arc::new(OtherHosts {
+                shared: self.clone(),
+                play_user: if play_local {
+                    None
+                } else {
+                    play.remote_user.clone()
+                },
+            }),
         };
         let attempts = if task.until.is_some() {
             task.retries.unwrap_or(3).saturating_add(1)

@@ -108,6 +108,19 @@ pub(crate) mod testutil {
         }
     }
 
+    /// An inventory with no other hosts.
+    pub(crate) struct NoHosts;
+
+    impl crate::module::Hosts for NoHosts {
+        fn connection(
+            &self,
+            _name: &str,
+        ) -> Result<Option<Arc<dyn crate::connection::Connection>>, crate::connection::ConnError>
+        {
+            Ok(None)
+        }
+    }
+
     pub(crate) fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -139,6 +152,7 @@ pub(crate) mod testutil {
             prompter,
             progress: Arc::new(Lines::default()),
             timeout: None,
+            hosts: Arc::new(NoHosts),
         }
     }
 

@@ -881,6 +881,42 @@ impl Connection for HostConn {
         self.run(cmd).await
     }
 
+    async fn probe_login(&self) -> Result<(), ConnError> {
+        let unreachable = |why: String| {
+            ConnError::Unreachable(format!("a new login to {} failed: {why}", self.label()))
+        };
+        let handle = self.connect().await.map_err(unreachable)?;
+        let probe = async {
+            let mut ch = handle
+                .channel_open_session()
+                .await
+                .map_err(|e| format!("cannot open a session: {e}"))?;
+            ch.exec(true, "true")
+                .await
+                .map_err(|e| format!("cannot run a command: {e}"))?;
+            while let Some(msg) = ch.wait().await {
+                if let ChannelMsg::ExitStatus { exit_status } = msg {
+                    return match exit_status {
+                        0 => Ok(()),
+                        rc => Err(format!("`true` exited with {rc}")),
+                    };
+                }
+            }
+            Err("the session closed without an exit status".to_string())
+        };
+        let limit = self.target.connect_timeout.max(Duration::from_secs(10));
+        let r = match tokio::time::timeout(limit, probe).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
+        };
+        let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        r.map_err(unreachable)
+    }
+
+    fn address(&self) -> Option<(String, u16)> {
+        Some((self.target.addr.clone(), self.target.port))
+    }
+
     async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, ConnError> {
         let sftp = self.sftp().await?;
         match sftp.session.read(path).await {

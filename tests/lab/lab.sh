@@ -11,6 +11,10 @@
 #       --password PW     root's password on these hosts; password logins on
 #       --user NAME:PW    a user with the control key authorized, sudo ALL
 #                         with its password (repeatable)
+#       --admin NAME      a user with the control key authorized and sudo ALL
+#                         without a password (an admin account; repeatable)
+#       --root-login VAL  `PermitRootLogin VAL` in the main sshd_config (as an
+#                         admin writes it) instead of the lab's drop-in
 #       --dovecot         Dovecot as on a Debian mail server (see setup_dovecot)
 #       --no-mesh         these hosts trust only the control key (no root mesh)
 #   LAB_DIR=DIR lab.sh down                   # every host of this LAB_DIR
@@ -310,10 +314,37 @@ up_host() { # name
     : > /etc/resolv.conf'
 }
 
-# --password / --user on a host that is up (sshd not necessarily running).
-configure_host() { # name password users...
-  local n=$1 pw=$2
-  shift 2
+# --password / --user / --admin / --root-login on a host that is up (sshd
+# not necessarily running).
+configure_host() { # name password root_login admins users...
+  local n=$1 pw=$2 rl=$3 admins=$4
+  shift 4
+  if [ -n "$rl" ]; then
+    # Debian's sshd_config has "#PermitRootLogin prohibit-password": the
+    # admin's line goes there; the lab's drop-in no longer sets it.
+    in_host "$n" env RL="$rl" sh -c '
+      set -e
+      sed -i "/^PermitRootLogin /d" /etc/ssh/sshd_config.d/00-mailrun-lab.conf
+      sed -i "/^PermitRootLogin /d" /etc/ssh/sshd_config
+      if grep -q "^#PermitRootLogin" /etc/ssh/sshd_config; then
+        sed -i "0,/^#PermitRootLogin.*/s//&\nPermitRootLogin $RL/" /etc/ssh/sshd_config
+      else
+        echo "PermitRootLogin $RL" >> /etc/ssh/sshd_config
+      fi'
+  fi
+  local a
+  for a in $admins; do
+    in_host "$n" env U="$a" sh -c '
+      set -e
+      id "$U" >/dev/null 2>&1 || useradd -m -d "/home/$U" -s /bin/bash "$U"
+      mkdir -p "/home/$U/.ssh"
+      cat > "/home/$U/.ssh/authorized_keys"
+      chmod 700 "/home/$U/.ssh" && chmod 600 "/home/$U/.ssh/authorized_keys"
+      chown -R "$U:" "/home/$U/.ssh"
+      mkdir -p /etc/sudoers.d
+      echo "$U ALL=(ALL) NOPASSWD: ALL" > "/etc/sudoers.d/mailrun-lab-$U"
+      chmod 440 "/etc/sudoers.d/mailrun-lab-$U"' <"$LAB_DIR/control/id_ed25519.pub"
+  done
   if [ -n "$pw" ]; then
     # sshd takes the first value it reads: this file sorts first.
     in_host "$n" env PW="$pw" sh -c '
@@ -381,10 +412,17 @@ each_parallel() { # message fn names...
 }
 
 cmd_up() {
-  local password="" users=() mesh=1 names=() dovecot=0 n u
+  local password="" users=() mesh=1 names=() dovecot=0 admins="" root_login="" n u
   while [ $# -gt 0 ]; do
     case $1 in
       --dovecot) dovecot=1; shift ;;
+      --admin)
+        [ $# -ge 2 ] && [[ $2 =~ ^[a-z_][a-z0-9_-]{0,30}$ ]] || die "--admin wants a user name"
+        admins="$admins $2"; shift 2 ;;
+      --root-login)
+        [ $# -ge 2 ] && [[ $2 =~ ^(yes|no|prohibit-password|forced-commands-only)$ ]] ||
+          die "--root-login wants yes, no, prohibit-password or forced-commands-only"
+        root_login=$2; shift 2 ;;
       --password) [ $# -ge 2 ] || die "--password needs a value"; password=$2; shift 2 ;;
       --user)
         [ $# -ge 2 ] || die "--user needs NAME:PASSWORD"
@@ -436,7 +474,7 @@ cmd_up() {
     if [ $mesh -eq 1 ]; then rm -f "$d/nomesh"; else touch "$d/nomesh"; fi
     [ $dovecot -eq 0 ] || touch "$d/dovecot"
   done
-  _configure() { configure_host "$1" "$password" ${users[@]+"${users[@]}"}; }
+  _configure() { configure_host "$1" "$password" "$root_login" "$admins" ${users[@]+"${users[@]}"}; }
   each_parallel "up: configuring a host failed" _configure "${names[@]}"
 
   # Trust and names across every host of this lab.
@@ -478,7 +516,7 @@ cmd_up() {
     in_host "$n" chmod 600 /root/.ssh/authorized_keys
     awk '{print $2, $1}' "$hostsfile" |
       in_host "$n" env NAME="$n" sh -c '{ printf "127.0.0.1 localhost\n127.0.1.1 %s\n" "$NAME"; cat; } > /etc/hosts'
-    if [ -n "$password" ] && [[ $named == *" $n "* ]] && sshd_running "$n"; then
+    if [ -n "$password$root_login" ] && [[ $named == *" $n "* ]] && sshd_running "$n"; then
       # A host that was up already: sshd re-reads its settings on HUP.
       in_host "$n" sh -c 'kill -HUP "$(cat /run/sshd.pid)"'
     fi
