@@ -4,42 +4,8 @@
 
 mod support;
 
-use support::lab::Lab;
-use support::{Project, Run};
-
-/// A project whose inventory is the lab's hosts (group `lab`).
-fn project(lab: &Lab, extra_host_vars: &str) -> Project {
-    let p = Project::new();
-    let mut ini = String::from("[lab]\n");
-    for (name, addr) in lab.hosts() {
-        ini.push_str(&format!(
-            "{name} ansible_host={addr} ansible_user=root {extra_host_vars}\n"
-        ));
-    }
-    p.file("lab.ini", &ini);
-    p
-}
-
-fn run(p: &Project, lab: &Lab, args: &[&str]) -> Run {
-    let home = lab.home();
-    let root = format!("root={}", p.path().display());
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["-e", &root]);
-    p.run_env(&all, &[("HOME", home.to_str().unwrap())])
-}
-
-fn play(p: &Project, lab: &Lab, book: &str, extra: &[&str]) -> Run {
-    let mut args = vec![book, "-i", "lab.ini", "--output", "json"];
-    args.extend(extra);
-    run(p, lab, &args)
-}
-
-fn sum_changed(r: &Run) -> u64 {
-    r.recap()["hosts"]
-        .as_object()
-        .map(|h| h.values().map(|s| s["changed"].as_u64().unwrap_or(0)).sum())
-        .unwrap_or(u64::MAX)
-}
+use support::lab::{play, project, run, sum_changed, Lab};
+use support::Project;
 
 const EVERY_MODULE: &str = r#"
 - hosts: lab

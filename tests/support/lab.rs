@@ -304,3 +304,40 @@ impl Drop for Lab {
         }
     }
 }
+
+// Running mailrun on a project whose inventory is the lab.
+use super::{Project, Run};
+
+/// A project whose inventory is the lab's hosts (group `lab`).
+pub fn project(lab: &Lab, extra_host_vars: &str) -> Project {
+    let p = Project::new();
+    let mut ini = String::from("[lab]\n");
+    for (name, addr) in lab.hosts() {
+        ini.push_str(&format!(
+            "{name} ansible_host={addr} ansible_user=root {extra_host_vars}\n"
+        ));
+    }
+    p.file("lab.ini", &ini);
+    p
+}
+
+pub fn run(p: &Project, lab: &Lab, args: &[&str]) -> Run {
+    let home = lab.home();
+    let root = format!("root={}", p.path().display());
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["-e", &root]);
+    p.run_env(&all, &[("HOME", home.to_str().unwrap())])
+}
+
+pub fn play(p: &Project, lab: &Lab, book: &str, extra: &[&str]) -> Run {
+    let mut args = vec![book, "-i", "lab.ini", "--output", "json"];
+    args.extend(extra);
+    run(p, lab, &args)
+}
+
+pub fn sum_changed(r: &Run) -> u64 {
+    r.recap()["hosts"]
+        .as_object()
+        .map(|h| h.values().map(|s| s["changed"].as_u64().unwrap_or(0)).sum())
+        .unwrap_or(u64::MAX)
+}
