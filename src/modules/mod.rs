@@ -10,6 +10,8 @@ use crate::module::Module;
 use std::sync::OnceLock;
 
 pub mod args;
+mod dovecot;
+mod dsync;
 
 /// Emits `mod file;` for each module and the list of their instances.
 macro_rules! modules {
@@ -23,8 +25,11 @@ modules! {
     assert => Assert,
     command => Command,
     debug => Debug,
+    doveadm_backup => DoveadmBackup,
+    doveadm_sync => DoveadmSync,
     fail => Fail,
     file_copy => FileCopy,
+    mail_verify => MailVerify,
     pause => Pause,
     ping => Ping,
     set_fact => SetFact,

@@ -1,0 +1,548 @@
+//! What the mail modules (`doveadm_backup`, `doveadm_sync`, `mail_verify`)
+//! share: the two sides of a migration, a user's mail as doveadm lists it
+//! (mailboxes, message GUIDs and flags, Sieve scripts), and how two such
+//! lists compare.
+
+use crate::connection::{Command, ConnError, Connection, ExecOutput};
+use crate::module::Context;
+use crate::quote::quote;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where doveadm commands for one side run.
+#[derive(Clone)]
+pub(super) enum Via {
+    /// The control machine's own connection to the host.
+    Direct(Arc<dyn Connection>),
+    /// Through the source host's ssh (a remote outside the inventory).
+    Ssh {
+        source: Arc<dyn Connection>,
+        ssh: String,
+    },
+}
+
+/// One side of a migration.
+#[derive(Clone)]
+pub(super) struct Side {
+    /// The name shown in messages (inventory name or address).
+    pub(super) name: String,
+    pub(super) via: Via,
+    pub(super) become_user: Option<String>,
+}
+
+impl Side {
+    /// The task's own host.
+    pub(super) fn this(ctx: &Context) -> Side {
+        Side {
+            name: ctx.host.clone(),
+            via: Via::Direct(ctx.conn.clone()),
+            become_user: ctx.become_user.clone(),
+        }
+    }
+
+    /// Runs a shell script on this side.
+    pub(super) async fn sh(
+        &self,
+        script: &str,
+        timeout: Option<Duration>,
+    ) -> Result<ExecOutput, ConnError> {
+        let (conn, cmd) = match &self.via {
+            Via::Direct(c) => (c, script.to_string()),
+            Via::Ssh { source, ssh } => (
+                source,
+                format!("{ssh} {}", quote(&format!("sh -c {}", quote(script)))),
+            ),
+        };
+        conn.exec(&Command {
+            cmd,
+            stdin: None,
+            timeout,
+            become_user: self.become_user.clone(),
+        })
+        .await
+    }
+}
+
+/// The remote side of a transfer: how old's dsync reaches it and how the
+/// control machine asks it questions.
+pub(super) struct Remote {
+    pub(super) side: Side,
+    /// `LOGIN@ADDR` for `remote:` and `-p PORT` when not 22.
+    pub(super) login: String,
+    pub(super) addr: String,
+    pub(super) port: u16,
+}
+
+impl Remote {
+    /// Resolves `remote`: an inventory host (its `ansible_host`/port, asked
+    /// over the control's own connection) or an address old's ssh reaches.
+    pub(super) fn resolve(ctx: &Context, remote: &str, login: &str) -> Result<Remote, String> {
+        if !valid_login(login) {
+            return Err(format!("remote_user '{login}' is not a valid user name"));
+        }
+        let conn = ctx.hosts.connection(remote).map_err(|e| e.to_string())?;
+        let (addr, port) = match conn.as_ref().and_then(|c| c.address()) {
+            Some(a) => a,
+            None => (remote.to_string(), 22),
+        };
+        if !valid_addr(&addr) {
+            return Err(format!(
+                "remote '{remote}': '{addr}' is not a host name or address doveadm can use"
+            ));
+        }
+        let ssh_opts = ssh_options(port);
+        let via = match conn {
+            Some(c) => Via::Direct(c),
+            None => Via::Ssh {
+                source: ctx.conn.clone(),
+                ssh: format!("ssh {ssh_opts} -l {} -- {}", quote(login), quote(&addr)),
+            },
+        };
+        Ok(Remote {
+            side: Side {
+                name: remote.to_string(),
+                via,
+                become_user: ctx.become_user.clone(),
+            },
+            login: login.to_string(),
+            addr,
+            port,
+        })
+    }
+
+    /// doveadm's `-o dsync_remote_cmd=…`: never a prompt (BatchMode), a
+    /// bounded connect, keepalives.
+    pub(super) fn dsync_remote_cmd(&self) -> String {
+        format!(
+            "dsync_remote_cmd=ssh {} -l%{{login}} %{{host}} doveadm dsync-server -u%u -U",
+            ssh_options(self.port)
+        )
+    }
+
+    /// doveadm's destination argument.
+    pub(super) fn destination(&self) -> String {
+        format!("remote:{}@{}", self.login, self.addr)
+    }
+}
+
+fn ssh_options(port: u16) -> String {
+    let mut s = "-o BatchMode=yes -o ConnectTimeout=15 -o ServerAliveInterval=15".to_string();
+    if port != 22 {
+        s.push_str(&format!(" -p {port}"));
+    }
+    s
+}
+
+fn valid_login(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn valid_addr(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+}
+
+/// The users a task works on: `user`, `users`, or every user of the source's
+/// userdb (`doveadm user '*'`, what `-A` iterates).
+pub(super) async fn users(
+    source: &Side,
+    user: Option<&str>,
+    users: Option<&[String]>,
+) -> Result<Vec<String>, String> {
+    let mut list: Vec<String> = Vec::new();
+    if let Some(u) = user {
+        list.push(u.to_string());
+    }
+    list.extend(users.unwrap_or_default().iter().cloned());
+    if list.is_empty() {
+        let out = source
+            .sh("doveadm user '*'", None)
+            .await
+            .map_err(|e| e.to_string())?;
+        if out.rc != 0 {
+            return Err(format!(
+                "cannot list the users on {} (doveadm user '*', rc {}): {}",
+                source.name,
+                out.rc,
+                out.stderr_str().trim()
+            ));
+        }
+        list = out
+            .stdout_str()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+    }
+    let mut seen = BTreeSet::new();
+    list.retain(|u| seen.insert(u.clone()));
+    Ok(list)
+}
+
+/// One message as `doveadm fetch` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Message {
+    pub(super) mailbox: String,
+    pub(super) guid: String,
+    /// Sorted, without `\Recent` (a per-session flag).
+    pub(super) flags: String,
+    pub(super) message_id: String,
+}
+
+/// A Sieve script: name, active, SHA-256 of its text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Script {
+    pub(super) name: String,
+    pub(super) active: bool,
+    pub(super) sha256: String,
+}
+
+/// A user's mail on one side.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct MailState {
+    pub(super) mailboxes: BTreeSet<String>,
+    pub(super) messages: Vec<Message>,
+    /// None when the host has no Sieve support in doveadm.
+    pub(super) sieve: Option<Vec<Script>>,
+}
+
+/// Why a user's mail could not be listed.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum StateError {
+    /// doveadm exit 67: the userdb does not know the user.
+    UnknownUser,
+    Failed(String),
+}
+
+impl MailState {
+    /// Messages per mailbox (every mailbox, empty ones with 0).
+    pub(super) fn counts(&self) -> BTreeMap<String, usize> {
+        let mut m: BTreeMap<String, usize> =
+            self.mailboxes.iter().map(|b| (b.clone(), 0)).collect();
+        for msg in &self.messages {
+            *m.entry(msg.mailbox.clone()).or_default() += 1;
+        }
+        m
+    }
+
+    pub(super) fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "mailboxes": self.mailboxes.len(),
+            "messages": self.messages.len(),
+            "sieve_scripts": self.sieve.as_ref().map(|s| s.len()).unwrap_or(0),
+        })
+    }
+
+    fn guids(&self) -> BTreeSet<&str> {
+        self.messages.iter().map(|m| m.guid.as_str()).collect()
+    }
+
+    /// What `backup` from `src` would delete here: messages (by GUID, in
+    /// any mailbox) and Sieve scripts src lacks or holds differently.
+    pub(super) fn lost_by_backup_from(&self, src: &MailState) -> Vec<String> {
+        let theirs = src.guids();
+        let mut out = Vec::new();
+        let mut per_box: BTreeMap<&str, usize> = BTreeMap::new();
+        for m in &self.messages {
+            if !theirs.contains(m.guid.as_str()) {
+                *per_box.entry(m.mailbox.as_str()).or_default() += 1;
+            }
+        }
+        for (b, n) in per_box {
+            out.push(format!("{n} message(s) in '{b}'"));
+        }
+        if let (Some(mine), Some(theirs)) = (&self.sieve, &src.sieve) {
+            for s in mine {
+                match theirs.iter().find(|t| t.name == s.name) {
+                    None => out.push(format!("Sieve script '{}'", s.name)),
+                    Some(t) if t.sha256 != s.sha256 => {
+                        out.push(format!("a different Sieve script '{}'", s.name))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A shell script printing a user's mail for [`parse_state`].
+pub(super) fn state_script(user: &str, message_ids: bool) -> String {
+    let fields = if message_ids {
+        "mailbox guid flags hdr.message-id"
+    } else {
+        "mailbox guid flags"
+    };
+    format!(
+        "u={u}\n\
+         echo @mailboxes\n\
+         doveadm mailbox list -u \"$u\" || exit $?\n\
+         echo @messages\n\
+         doveadm -f tab fetch -u \"$u\" '{fields}' all || exit $?\n\
+         echo @sieve\n\
+         if doveadm -f tab sieve list -u \"$u\" > /dev/null 2>&1; then\n\
+         T=$(printf '\\t')\n\
+         doveadm -f tab sieve list -u \"$u\" | tail -n +2 | while IFS=\"$T\" read -r n a; do\n\
+         s=$(doveadm sieve get -u \"$u\" \"$n\" | sha256sum | cut -c1-64)\n\
+         printf '%s\\t%s\\t%s\\n' \"$n\" \"$a\" \"$s\"\n\
+         done\n\
+         else echo @nosieve; fi",
+        u = quote(user)
+    )
+}
+
+/// A user's mail on a side.
+pub(super) async fn state(
+    side: &Side,
+    user: &str,
+    message_ids: bool,
+    timeout: Option<Duration>,
+) -> Result<MailState, StateError> {
+    let out = side
+        .sh(&state_script(user, message_ids), timeout)
+        .await
+        .map_err(|e| StateError::Failed(e.to_string()))?;
+    match out.rc {
+        0 => parse_state(&out.stdout_str()).map_err(StateError::Failed),
+        67 => Err(StateError::UnknownUser),
+        rc => Err(StateError::Failed(format!(
+            "doveadm on {} failed (rc {rc}): {}",
+            side.name,
+            last_lines(&out.stderr_str(), 3)
+        ))),
+    }
+}
+
+/// The last `n` non-empty lines of `text`, joined with "; ".
+pub(super) fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(n)..].join("; ")
+}
+
+pub(super) fn parse_state(text: &str) -> Result<MailState, String> {
+    let mut st = MailState::default();
+    let mut section = "";
+    let mut sieve = Vec::new();
+    let mut has_sieve = true;
+    for line in text.lines() {
+        match line {
+            "@mailboxes" | "@messages" | "@sieve" => {
+                section = line;
+                continue;
+            }
+            "@nosieve" => {
+                has_sieve = false;
+                continue;
+            }
+            _ => {}
+        }
+        match section {
+            "@mailboxes" if !line.is_empty() => {
+                st.mailboxes.insert(line.to_string());
+            }
+            "@messages" => {
+                if line.starts_with("mailbox\tguid") || line.is_empty() {
+                    continue;
+                }
+                let mut f = line.splitn(4, '\t');
+                let mailbox = f.next().unwrap_or_default().to_string();
+                let guid = f
+                    .next()
+                    .filter(|g| !g.is_empty())
+                    .ok_or_else(|| format!("unexpected doveadm fetch line: {line}"))?
+                    .to_string();
+                let mut flags: Vec<&str> = f
+                    .next()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter(|fl| !fl.eq_ignore_ascii_case("\\Recent"))
+                    .collect();
+                flags.sort_unstable();
+                st.messages.push(Message {
+                    mailbox,
+                    guid,
+                    flags: flags.join(" "),
+                    message_id: f.next().unwrap_or_default().trim().to_string(),
+                });
+            }
+            "@sieve" if !line.is_empty() => {
+                let mut f = line.split('\t');
+                let name = f.next().unwrap_or_default().to_string();
+                let active = f.next().unwrap_or_default().eq_ignore_ascii_case("ACTIVE");
+                let sha256 = f.next().unwrap_or_default().to_string();
+                sieve.push(Script {
+                    name,
+                    active,
+                    sha256,
+                });
+            }
+            _ => {}
+        }
+    }
+    if section.is_empty() {
+        return Err("doveadm printed nothing".into());
+    }
+    st.messages.sort();
+    sieve.sort();
+    st.sieve = has_sieve.then_some(sieve);
+    Ok(st)
+}
+
+/// What `remote` lacks of `here`'s mail: missing mailboxes, messages (by
+/// GUID, else by Message-ID in the same mailbox), flag differences (when
+/// `flags`), Sieve scripts missing, different or with another active one.
+pub(super) fn missing_on(here: &MailState, there: &MailState, flags: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in &here.mailboxes {
+        if !there.mailboxes.contains(b) {
+            out.push(format!("mailbox '{b}' is missing"));
+        }
+    }
+    let by_guid: BTreeMap<(&str, &str), &Message> = there
+        .messages
+        .iter()
+        .map(|m| ((m.mailbox.as_str(), m.guid.as_str()), m))
+        .collect();
+    let by_id: BTreeMap<(&str, &str), &Message> = there
+        .messages
+        .iter()
+        .filter(|m| !m.message_id.is_empty())
+        .map(|m| ((m.mailbox.as_str(), m.message_id.as_str()), m))
+        .collect();
+    for m in &here.messages {
+        let found = by_guid
+            .get(&(m.mailbox.as_str(), m.guid.as_str()))
+            .or_else(|| {
+                (!m.message_id.is_empty())
+                    .then(|| by_id.get(&(m.mailbox.as_str(), m.message_id.as_str())))
+                    .flatten()
+            });
+        match found {
+            None => {
+                let id = if m.message_id.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", m.message_id)
+                };
+                out.push(format!(
+                    "message {}{id} in '{}' is missing",
+                    m.guid, m.mailbox
+                ));
+            }
+            Some(t) if flags && t.flags != m.flags => out.push(format!(
+                "message {} in '{}' has flags '{}' there, '{}' here",
+                m.guid, m.mailbox, t.flags, m.flags
+            )),
+            _ => {}
+        }
+    }
+    if let (Some(mine), Some(theirs)) = (&here.sieve, &there.sieve) {
+        for s in mine {
+            match theirs.iter().find(|t| t.name == s.name) {
+                None => out.push(format!("Sieve script '{}' is missing", s.name)),
+                Some(t) if t.sha256 != s.sha256 => {
+                    out.push(format!("Sieve script '{}' differs", s.name))
+                }
+                Some(t) if t.active != s.active => out.push(format!(
+                    "Sieve script '{}' is {} there, {} here",
+                    s.name,
+                    if t.active { "active" } else { "inactive" },
+                    if s.active { "active" } else { "inactive" }
+                )),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "@mailboxes\nINBOX\nArchive\nArchive/2024\nÜnïcode\nEmpty\n@messages\nmailbox\tguid\tflags\thdr.message-id\nINBOX\tg1\t\\Seen \\Recent \\Flagged\t<m1@x>\nINBOX\tg2\t\\Recent\t<m2@x>\nArchive/2024\tg3\t\t\n@sieve\nspare\t\tabc\nmain\tACTIVE\tdef\n";
+
+    #[test]
+    fn parses_doveadm_listing() {
+        let st = parse_state(SAMPLE).unwrap();
+        assert_eq!(st.mailboxes.len(), 5);
+        assert!(st.mailboxes.contains("Ünïcode"));
+        assert_eq!(st.messages.len(), 3);
+        let g1 = st.messages.iter().find(|m| m.guid == "g1").unwrap();
+        assert_eq!(g1.flags, "\\Flagged \\Seen");
+        assert_eq!(g1.message_id, "<m1@x>");
+        let sieve = st.sieve.as_ref().unwrap();
+        assert_eq!(sieve.len(), 2);
+        assert!(sieve.iter().any(|s| s.name == "main" && s.active));
+        assert_eq!(st.counts()["Empty"], 0);
+        assert_eq!(st.counts()["INBOX"], 2);
+        let no = parse_state("@mailboxes\nINBOX\n@messages\n@sieve\n@nosieve\n").unwrap();
+        assert!(no.sieve.is_none());
+        assert!(parse_state("").is_err());
+    }
+
+    #[test]
+    fn compares_states() {
+        let old = parse_state(SAMPLE).unwrap();
+        assert!(missing_on(&old, &old, true).is_empty());
+        let mut new = old.clone();
+        new.mailboxes.remove("Empty");
+        new.messages.retain(|m| m.guid != "g3");
+        for m in new.messages.iter_mut().filter(|m| m.guid == "g1") {
+            m.flags = "\\Seen".into();
+        }
+        new.sieve.as_mut().unwrap()[0].active = false;
+        let miss = missing_on(&old, &new, true).join("\n");
+        assert!(miss.contains("mailbox 'Empty' is missing"), "{miss}");
+        assert!(
+            miss.contains("message g3 in 'Archive/2024' is missing"),
+            "{miss}"
+        );
+        assert!(miss.contains("has flags"), "{miss}");
+        assert!(miss.contains("'main' is inactive there"), "{miss}");
+        assert!(!missing_on(&old, &new, false).join("\n").contains("flags"));
+        // Same Message-ID under another GUID counts as there.
+        let mut renamed = old.clone();
+        for m in renamed.messages.iter_mut().filter(|m| m.guid == "g1") {
+            m.guid = "other".into();
+        }
+        assert!(missing_on(&old, &renamed, true).is_empty());
+        // What a backup from `new` would delete on `old`.
+        let lost = old.lost_by_backup_from(&new).join("\n");
+        assert!(lost.contains("1 message(s) in 'Archive/2024'"), "{lost}");
+        assert!(old.lost_by_backup_from(&old).is_empty());
+    }
+
+    #[test]
+    fn remote_command_never_prompts() {
+        let r = Remote {
+            side: Side {
+                name: "new".into(),
+                via: Via::Direct(Arc::new(crate::local::LocalConnection)),
+                become_user: None,
+            },
+            login: "root".into(),
+            addr: "10.0.0.2".into(),
+            port: 2222,
+        };
+        let c = r.dsync_remote_cmd();
+        assert!(c.contains("BatchMode=yes") && c.contains("-p 2222"), "{c}");
+        assert!(c.ends_with("doveadm dsync-server -u%u -U"));
+        assert_eq!(r.destination(), "remote:root@10.0.0.2");
+        assert!(
+            !valid_addr("-oProxyCommand=x") && !valid_addr("a b") && valid_addr("mx.example.org")
+        );
+        assert!(!valid_login("root;id") && valid_login("root"));
+    }
+}
