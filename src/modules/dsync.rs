@@ -541,9 +541,16 @@ async fn one_user(
 
     // The remote's state, retried like dsync itself (it may be down briefly).
     let mut attempt = 0u32;
+    let mut looked_again = false;
     let dst_before = loop {
         match dovecot::state(&remote.side, user, false, timeout).await {
             Ok(s) => break s,
+            // Dovecot re-reads a changed passwd-file at most once a second:
+            // a users file copied a moment ago may not be seen yet.
+            Err(StateError::UnknownUser) if !looked_again => {
+                looked_again = true;
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
             Err(StateError::UnknownUser) => {
                 return fail(
                     format!(

@@ -1,0 +1,262 @@
+//! The Dovecot migration on two real Dovecot servers in the lab: the mail
+//! modules (doveadm_backup, doveadm_sync, mail_verify) and
+//! playbooks/migrate.yml end to end. Mail is compared with the lab's own
+//! snapshot (tests/lab/mail.sh: mailboxes, message GUIDs and flags, Sieve
+//! scripts), not with the module under test.
+
+mod support;
+
+use serde_json::Value;
+use support::lab::{play, project, Lab};
+use support::{Project, Run};
+
+/// tests/lab/mail.sh CMD on a host (its real name), stdout.
+fn mail(lab: &Lab, cmd: &str, short: &str, args: &[&str]) -> String {
+    let script = Lab::script().with_file_name("mail.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(cmd)
+        .arg(lab.name(short))
+        .args(args)
+        .env("LAB_DIR", lab.dir())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run mail.sh");
+    assert!(
+        out.status.success(),
+        "mail.sh {cmd} {short} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn snapshot(lab: &Lab, short: &str, user: &str) -> String {
+    mail(lab, "snapshot", short, &[user])
+}
+
+/// Messages (GUID lines) of a snapshot.
+fn guids(snap: &str) -> Vec<String> {
+    snap.split("== messages\n")
+        .nth(1)
+        .unwrap_or("")
+        .split("== sieve")
+        .next()
+        .unwrap_or("")
+        .lines()
+        .map(|l| l.split('\t').take(2).collect::<Vec<_>>().join("\t"))
+        .collect()
+}
+
+/// The module's result (last host_result of the task on `host`).
+fn result(r: &Run, task: &str, host: &str) -> Value {
+    r.results(task)
+        .into_iter()
+        .rfind(|e| e["host"] == host)
+        .map(|e| e["result"].clone())
+        .unwrap_or(Value::Null)
+}
+
+const USERS: [&str; 3] = ["alice@ex.org", "bob@ex.org", "carol@ex.org"];
+
+fn dsync_book(p: &Project, name: &str, host: &str, module: &str, args: &str) {
+    p.file(
+        name,
+        &format!(
+            "- hosts: {host}\n  tasks:\n    - name: t\n      {module}:\n{}",
+            args.lines()
+                .map(|l| format!("        {l}\n"))
+                .collect::<String>()
+        ),
+    );
+}
+
+#[test]
+fn dsync_policy_ledger_refusal_and_verify() {
+    let lab = Lab::up_with(&["--dovecot"], &["dsold", "dsnew"]);
+    mail(&lab, "users", "dsold", &USERS);
+    mail(&lab, "populate", "dsold", &USERS);
+    // carol is not on new yet: her user fails, the others finish.
+    mail(&lab, "users", "dsnew", &USERS[..2]);
+    let p = project(&lab, "");
+    let ledger = p.path().join("ledger.json");
+    let common = format!(
+        "remote: dsnew\nparallel: 2\nretries: 1\nretry_delay: 1\nledger: {}\n",
+        ledger.display()
+    );
+    dsync_book(&p, "b.yml", "dsold", "doveadm_backup", &common);
+
+    let r = play(&p, &lab, "b.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    let res = result(&r, "t", "dsold");
+    assert_eq!(
+        res["failed_users"],
+        serde_json::json!(["carol@ex.org"]),
+        "{}",
+        r.all()
+    );
+    assert_eq!(res["done"].as_array().map(Vec::len), Some(2), "{}", r.all());
+    assert!(
+        res["users"]["carol@ex.org"]["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unknown on dsnew"),
+        "{}",
+        r.all()
+    );
+    for u in &USERS[..2] {
+        assert_eq!(snapshot(&lab, "dsold", u), snapshot(&lab, "dsnew", u));
+        let before = &res["users"][u];
+        assert_eq!(before["source_before"]["messages"], 12, "{before}");
+        assert_eq!(before["remote_after"]["messages"], 12, "{before}");
+    }
+    let l: Value = serde_json::from_str(&std::fs::read_to_string(&ledger).unwrap()).unwrap();
+    assert_eq!(l["complete"], false);
+    assert_eq!(l["users"]["carol@ex.org"]["status"], "failed");
+
+    // The rerun runs only carol.
+    mail(&lab, "users", "dsnew", &USERS[2..]);
+    let r = play(&p, &lab, "b.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let res = result(&r, "t", "dsold");
+    assert_eq!(
+        res["done"],
+        serde_json::json!(["carol@ex.org"]),
+        "{}",
+        r.all()
+    );
+    assert!(
+        res["msg"].as_str().unwrap().contains("resumed: 2 user(s)"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(
+        snapshot(&lab, "dsold", "carol@ex.org"),
+        snapshot(&lab, "dsnew", "carol@ex.org")
+    );
+
+    // Complete: the next run is a fresh one, and changes nothing.
+    let r = play(&p, &lab, "b.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        result(&r, "t", "dsold")["done"].as_array().map(Vec::len),
+        Some(3)
+    );
+    assert_eq!(r.changed("dsold"), 0, "{}", r.all());
+
+    // Dovecot down on new: every user fails as temporary (retried), the
+    // task says so; with Dovecot back the rerun brings the new mail over.
+    mail(
+        &lab,
+        "deliver",
+        "dsold",
+        &["alice@ex.org", "after the copy"],
+    );
+    lab.sh("dsnew", "doveadm stop");
+    dsync_book(
+        &p,
+        "s.yml",
+        "dsold",
+        "doveadm_sync",
+        &common.replace("ledger.json", "sync-ledger.json"),
+    );
+    let r = play(&p, &lab, "s.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    let res = result(&r, "t", "dsold");
+    assert_eq!(
+        res["failed_users"].as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        r.all()
+    );
+    lab.sh("dsnew", "/usr/sbin/dovecot </dev/null >/dev/null 2>&1");
+    let r = play(&p, &lab, "s.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        snapshot(&lab, "dsold", "alice@ex.org"),
+        snapshot(&lab, "dsnew", "alice@ex.org")
+    );
+
+    // Check mode: says what it would copy, copies nothing.
+    mail(&lab, "deliver", "dsold", &["bob@ex.org", "not yet"]);
+    let before_new = snapshot(&lab, "dsnew", "bob@ex.org");
+    let r = play(&p, &lab, "s.yml", &["--check"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let res = result(&r, "t", "dsold");
+    assert!(
+        res["users"]["bob@ex.org"]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("1 item(s) to copy"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(snapshot(&lab, "dsnew", "bob@ex.org"), before_new);
+
+    // A reversed backup (new -> old) would delete bob's new message on old:
+    // refused, old intact.
+    let old_bob = snapshot(&lab, "dsold", "bob@ex.org");
+    dsync_book(
+        &p,
+        "rev.yml",
+        "dsnew",
+        "doveadm_backup",
+        "remote: dsold\nuser: bob@ex.org\n",
+    );
+    let r = play(&p, &lab, "rev.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    let msg = result(&r, "t", "dsnew")["msg"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        msg.contains("refused") && msg.contains("holds mail"),
+        "{msg}"
+    );
+    assert_eq!(snapshot(&lab, "dsold", "bob@ex.org"), old_bob);
+
+    // mail_verify: bob's new message is missing on new: named; after the
+    // sync nothing is.
+    dsync_book(&p, "v.yml", "dsold", "mail_verify", "remote: dsnew\n");
+    let r = play(&p, &lab, "v.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    let res = result(&r, "t", "dsold");
+    assert_eq!(
+        res["failed_users"],
+        serde_json::json!(["bob@ex.org"]),
+        "{}",
+        r.all()
+    );
+    let problems = res["users"]["bob@ex.org"]["problems"].to_string();
+    assert!(
+        problems.contains("<late.") && problems.contains("in 'INBOX' is missing"),
+        "{problems}"
+    );
+    let r = play(&p, &lab, "s.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = play(&p, &lab, "v.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    // A Sieve script and a flag changed on new are found too.
+    lab.sh("dsnew", "doveadm sieve deactivate -u carol@ex.org");
+    lab.sh(
+        "dsnew",
+        "doveadm flags remove -u carol@ex.org '\\Seen' mailbox INBOX uid 1",
+    );
+    let r = play(&p, &lab, "v.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    let problems = result(&r, "t", "dsold")["users"]["carol@ex.org"]["problems"].to_string();
+    assert!(
+        problems.contains("'filters' is inactive there"),
+        "{problems}"
+    );
+    assert!(problems.contains("has flags"), "{problems}");
+    // Old still holds every message it ever held.
+    for u in USERS {
+        let old = guids(&snapshot(&lab, "dsold", u));
+        let new = guids(&snapshot(&lab, "dsnew", u));
+        assert!(
+            old.iter().all(|g| new.contains(g)),
+            "{u}: {old:?} vs {new:?}"
+        );
+    }
+}
