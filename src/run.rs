@@ -60,7 +60,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Some(Command::Modules) => {
             for m in modules::all() {
                 let d = m.doc();
-                crate::outln!("{:<16} {}", d.name, d.description);
+                crate::outln!("{:<16} {}", d.name, first_sentence(d.description));
             }
             Ok(exit::OK)
         }
@@ -464,4 +464,12 @@ fn ssh_pool(c: &CommonArgs) -> Result<Arc<crate::ssh::Pool>> {
         ..Default::default()
     };
     crate::ssh::Pool::new(opts).map_err(|e| Error::Options(format!("ssh config: {e}")))
+}
+
+/// A description's first sentence: `mailrun modules` shows one line each.
+fn first_sentence(text: &str) -> &str {
+    match text.find(". ") {
+        Some(i) => &text[..=i],
+        None => text,
+    }
 }

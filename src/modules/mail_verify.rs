@@ -54,7 +54,7 @@ impl Module for MailVerify {
     fn doc(&self) -> ModuleDoc {
         ModuleDoc {
             name: "mail_verify",
-            description: "Proves that `remote` holds all of this host's mail: per user and mailbox, message counts and GUIDs (a message whose GUID differs is matched by Message-ID in the same mailbox), flags, and the Sieve scripts with their text and which one is active. Fails naming every missing mailbox, message and script. Mail only the remote has is fine. Changes nothing (runs in check mode too).",
+            description: "Proves that `remote` holds all of this host's mail, per user and mailbox. It compares message counts and GUIDs (a message whose GUID differs is matched by Message-ID in the same mailbox), flags, and the Sieve scripts with their text and which one is active. Fails naming every missing mailbox, message and script. Mail only the remote has is fine. Changes nothing (runs in check mode too).",
             args: vec![
                 ArgSpec {
                     name: "remote",
