@@ -34,6 +34,7 @@ modules! {
     ping => Ping,
     set_fact => SetFact,
     shell => Shell,
+    svc => Service,
     template => Template,
 }
 
@@ -65,6 +66,21 @@ pub fn all() -> &'static [&'static dyn Module] {
 /// The names of the built-in modules, sorted.
 pub fn names() -> Vec<&'static str> {
     table().iter().map(|(n, _)| *n).collect()
+}
+
+/// Runs a shell script on the task's host as the task's become user.
+async fn sh(
+    ctx: &crate::module::Context,
+    script: &str,
+) -> Result<crate::connection::ExecOutput, crate::connection::ConnError> {
+    ctx.conn
+        .exec(&crate::connection::Command {
+            cmd: script.to_string(),
+            stdin: None,
+            timeout: ctx.timeout,
+            become_user: ctx.become_user.clone(),
+        })
+        .await
 }
 
 /// What modules share: the outcome of a wrong argument found at run time.
