@@ -34,6 +34,7 @@ modules! {
     ping => Ping,
     set_fact => SetFact,
     shell => Shell,
+    sshd => SshdConfig,
     svc => Service,
     template => Template,
 }
