@@ -23,12 +23,14 @@ macro_rules! modules {
 
 modules! {
     assert => Assert,
+    authkey => AuthorizedKey,
     command => Command,
     debug => Debug,
     doveadm_backup => DoveadmBackup,
     doveadm_sync => DoveadmSync,
     fail => Fail,
     file_copy => FileCopy,
+    hostkey => KnownHostsModule,
     mail_verify => MailVerify,
     pause => Pause,
     ping => Ping,

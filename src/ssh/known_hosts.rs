@@ -69,7 +69,8 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
     }
 }
 
-fn hashed_match(entry: &str, name: &str) -> bool {
+/// Whether a hashed entry (`|1|salt|hash`) names `name`.
+pub(crate) fn hashed_match(entry: &str, name: &str) -> bool {
     let mut parts = entry.trim_start_matches("|1|").splitn(2, '|');
     let (Some(salt), Some(hash)) = (parts.next(), parts.next()) else {
         return false;
@@ -86,6 +87,21 @@ fn hashed_match(entry: &str, name: &str) -> bool {
     mac.chain_update(name.as_bytes())
         .verify_slice(&hash)
         .is_ok()
+}
+
+/// `|1|salt|hash` for `name` with a fresh random salt (as `ssh-keygen -H`).
+pub(crate) fn hash_name(name: &str) -> String {
+    use std::io::Read;
+    let mut salt = [0u8; 20];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut salt);
+    }
+    let mac = <Hmac<Sha1> as KeyInit>::new_from_slice(&salt)
+        .expect("HMAC takes any key length")
+        .chain_update(name.as_bytes())
+        .finalize()
+        .into_bytes();
+    format!("|1|{}|{}", BASE64.encode(&salt), BASE64.encode(&mac))
 }
 
 /// Whether a comma-separated host list names `name` (a negation wins).

@@ -1,0 +1,363 @@
+//! `known_hosts`: a host's public key pinned in a known_hosts file, so that
+//! ssh on this host never asks (and never trusts another key). For each
+//! name the file ends with exactly the given key: entries of that name with
+//! another key (of any type) are dropped — from a comma list only the name
+//! is removed; hashed entries are recognised.
+
+use super::args;
+use super::authkey::{is_key_type, read_text, write_text};
+use crate::connection::ConnError;
+use crate::module::{ArgError, ArgSpec, Context, Diff, Module, ModuleDoc, Outcome};
+use crate::ssh::known_hosts::{hash_name, hashed_match, host_port};
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::Value;
+
+pub struct KnownHostsModule;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    name: Value,
+    key: String,
+    #[serde(default, deserialize_with = "args::opt_string_lenient")]
+    path: Option<String>,
+    #[serde(default = "port22", deserialize_with = "args::int_lenient")]
+    port: u16,
+    #[serde(default, deserialize_with = "args::opt_string_lenient")]
+    state: Option<String>,
+    #[serde(default, deserialize_with = "args::bool_lenient")]
+    hash_host: bool,
+}
+
+fn port22() -> u16 {
+    22
+}
+
+struct Job {
+    /// As written in the file: `name` or `[name]:port`, lower-cased.
+    names: Vec<String>,
+    kind: String,
+    blob: String,
+    path: Option<String>,
+    present: bool,
+    hash: bool,
+}
+
+fn parse_params(args: &Value) -> Result<Job, ArgError> {
+    let p: Params = args::typed("known_hosts", args)?;
+    let err = |arg: &str, msg: String| ArgError {
+        arg: Some(arg.into()),
+        msg: format!("known_hosts: {msg}"),
+        help: None,
+    };
+    let raw: Vec<String> = match &p.name {
+        Value::String(s) => s.split(',').map(str::to_string).collect(),
+        Value::Array(items) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(err("name", format!("names must be strings, got {other}"))),
+            })
+            .collect::<Result<_, _>>()?,
+        other => {
+            return Err(err(
+                "name",
+                format!("expected a name or a list, got {other}"),
+            ))
+        }
+    };
+    let mut names = Vec::new();
+    for n in raw.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        if n.contains(|c: char| c.is_whitespace() || "*?!,|#".contains(c)) {
+            return Err(err("name", format!("'{n}' is not a host name or address")));
+        }
+        names.push(host_port(&n.to_ascii_lowercase(), p.port));
+    }
+    if names.is_empty() {
+        return Err(err("name", "no host name given".into()));
+    }
+    let words: Vec<&str> = p.key.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| is_key_type(w))
+        .filter(|&i| i <= 1 && words.len() > i + 1)
+        .ok_or_else(|| err("key", format!("not a public key: '{}'", p.key.trim())))?;
+    let present = match p.state.as_deref() {
+        None | Some("present") => true,
+        Some("absent") => false,
+        Some(o) => {
+            return Err(err(
+                "state",
+                format!("state must be present or absent, got '{o}'"),
+            ))
+        }
+    };
+    Ok(Job {
+        names,
+        kind: words[at].to_string(),
+        blob: words[at + 1].to_string(),
+        path: p.path,
+        present,
+        hash: p.hash_host,
+    })
+}
+
+/// Whether a host field entry (plain or hashed) is `name`.
+fn entry_is(entry: &str, name: &str) -> bool {
+    if entry.starts_with("|1|") {
+        hashed_match(entry, name)
+    } else {
+        entry.eq_ignore_ascii_case(name)
+    }
+}
+
+/// The file with the names pinned to the key (or removed). Returns the new
+/// text and what was replaced.
+fn edit(text: &str, job: &Job) -> (String, Vec<String>) {
+    let mut out: Vec<String> = Vec::new();
+    let mut replaced = Vec::new();
+    let mut have: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        let mut f = t.split_whitespace();
+        let (Some(hosts), Some(kind), Some(blob)) = (f.next(), f.next(), f.next()) else {
+            out.push(line.to_string());
+            continue;
+        };
+        if t.starts_with('#') || hosts.starts_with('@') {
+            out.push(line.to_string());
+            continue;
+        }
+        let entries: Vec<&str> = hosts.split(',').collect();
+        let ours: Vec<&str> = job
+            .names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| entries.iter().any(|e| entry_is(e, n)))
+            .collect();
+        if ours.is_empty() {
+            out.push(line.to_string());
+            continue;
+        }
+        let same = job.present && kind == job.kind && blob == job.blob;
+        if same {
+            have.extend(ours.iter().copied());
+            out.push(line.to_string());
+            continue;
+        }
+        if job.present {
+            replaced.push(format!("{kind} key of {}", ours.join(", ")));
+        }
+        let keep: Vec<&str> = entries
+            .iter()
+            .copied()
+            .filter(|e| !ours.iter().any(|n| entry_is(e, n)))
+            .collect();
+        if !keep.is_empty() {
+            let rest: Vec<&str> = t.split_whitespace().skip(1).collect();
+            out.push(format!("{} {}", keep.join(","), rest.join(" ")));
+        }
+    }
+    if job.present {
+        let missing: Vec<&str> = job
+            .names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !have.contains(n))
+            .collect();
+        if !missing.is_empty() {
+            let hosts = if job.hash {
+                missing
+                    .iter()
+                    .map(|n| hash_name(n))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            } else {
+                missing.join(",")
+            };
+            out.push(format!("{hosts} {} {}", job.kind, job.blob));
+        }
+    }
+    let mut s = out.join("\n");
+    if !s.is_empty() {
+        s.push('\n');
+    }
+    (s, replaced)
+}
+
+#[async_trait]
+impl Module for KnownHostsModule {
+    fn doc(&self) -> ModuleDoc {
+        ModuleDoc {
+            name: "known_hosts",
+            description: "Pins a host's public key in a known_hosts file, so ssh on this host never asks and trusts no other key for that name. Entries of the name with another key (any type) are removed; from a comma list only the name; hashed entries are recognised.",
+            args: vec![
+                ArgSpec {
+                    name: "name",
+                    kind: "any",
+                    required: true,
+                    default: None,
+                    description: "The host name or address ssh is given, or a list of them (each gets the key).",
+                },
+                ArgSpec {
+                    name: "key",
+                    kind: "string",
+                    required: true,
+                    default: None,
+                    description: "The host's public key: `ssh-ed25519 AAAA… [comment]` (e.g. the host's /etc/ssh/ssh_host_ed25519_key.pub read over a verified connection) or a known_hosts line `names type base64`.",
+                },
+                ArgSpec {
+                    name: "path",
+                    kind: "path",
+                    required: false,
+                    default: Some("~/.ssh/known_hosts"),
+                    description: "The file (default: the home of the user the task runs as, so root's with become).",
+                },
+                ArgSpec {
+                    name: "port",
+                    kind: "int",
+                    required: false,
+                    default: Some("22"),
+                    description: "The SSH port; other than 22 the entry is `[name]:port`, as ssh looks it up.",
+                },
+                ArgSpec {
+                    name: "state",
+                    kind: "present|absent",
+                    required: false,
+                    default: Some("present"),
+                    description: "absent removes every entry of the names.",
+                },
+                ArgSpec {
+                    name: "hash_host",
+                    kind: "bool",
+                    required: false,
+                    default: Some("false"),
+                    description: "Write new entries hashed (`|1|salt|hash`, as ssh-keygen -H).",
+                },
+            ],
+            check_mode: true,
+            example: "- name: Old knows new's host key\n  known_hosts:\n    name: 192.0.2.20\n    key: \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJoVqZbKcGJc3BbGMXbb7Rtj3jZ2kKQm1bCmlHGiNyOj\"\n    path: /root/.ssh/known_hosts\n",
+            free_form: None,
+        }
+    }
+
+    fn parse(&self, args: &Value) -> Result<(), ArgError> {
+        parse_params(args).map(|_| ())
+    }
+
+    async fn run(&self, ctx: &Context, args: Value) -> Result<Outcome, ConnError> {
+        let job = match parse_params(&args) {
+            Ok(j) => j,
+            Err(e) => return Ok(super::arg_failure(e)),
+        };
+        let path = match &job.path {
+            Some(p) => p.clone(),
+            None => {
+                let out = super::sh(ctx, "printf '%s' \"$HOME\"").await?;
+                let home = out.stdout_str();
+                if home.is_empty() {
+                    return Ok(Outcome::failed(
+                        "known_hosts: the user has no HOME on the host",
+                    ));
+                }
+                format!("{home}/.ssh/known_hosts")
+            }
+        };
+        let before = match read_text(ctx, &path).await? {
+            Ok((_, text)) => text,
+            Err(e) => {
+                return Ok(Outcome::failed(format!(
+                    "known_hosts: cannot read {path}: {e}"
+                )))
+            }
+        };
+        let (after, replaced) = edit(&before, &job);
+        let diff = (ctx.diff && after != before).then(|| Diff {
+            path: path.clone(),
+            before: before.clone(),
+            after: after.clone(),
+        });
+        if after == before {
+            let mut o = Outcome::ok().msg(format!(
+                "{path}: {} already as wanted",
+                job.names.join(", ")
+            ));
+            o.diff = diff;
+            return Ok(o);
+        }
+        if !ctx.check {
+            if let Err(e) = write_text(ctx, &path, &after, 0o644, None, true).await? {
+                return Ok(Outcome::failed(format!(
+                    "known_hosts: cannot write {path}: {e}"
+                )));
+            }
+        }
+        let mut msg = format!(
+            "{}{} {} {path}",
+            if ctx.check { "would have " } else { "" },
+            job.names.join(", "),
+            if job.present {
+                "pinned in"
+            } else {
+                "removed from"
+            }
+        );
+        if !replaced.is_empty() {
+            msg.push_str(&format!("; replaced a different {}", replaced.join("; ")));
+        }
+        let mut o = Outcome::changed().msg(msg).with("path", path);
+        o.diff = diff;
+        Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job(name: Value, key: &str, port: u16, present: bool) -> Job {
+        parse_params(&json!({"name": name, "key": key, "port": port, "state": if present {"present"} else {"absent"}})).unwrap()
+    }
+
+    #[test]
+    fn pins_replaces_and_keeps_other_hosts() {
+        let j = job(json!("new"), "ssh-ed25519 KEYNEW host@new", 22, true);
+        let (out, rep) = edit("", &j);
+        assert_eq!(out, "new ssh-ed25519 KEYNEW\n");
+        assert!(rep.is_empty());
+        assert_eq!(edit(&out, &j).0, out);
+        // A different key for a name in a comma list: only that name goes.
+        let text = "old,new,10.0.0.2 ssh-ed25519 STALE\nother ssh-rsa X\nnew ssh-rsa OLDRSA\n";
+        let (out, rep) = edit(text, &j);
+        assert_eq!(
+            out,
+            "old,10.0.0.2 ssh-ed25519 STALE\nother ssh-rsa X\nnew ssh-ed25519 KEYNEW\n"
+        );
+        assert_eq!(rep.len(), 2, "{rep:?}");
+        // Absent.
+        let gone = job(json!(["new"]), "ssh-ed25519 KEYNEW", 22, false);
+        assert_eq!(
+            edit(&out, &gone).0,
+            "old,10.0.0.2 ssh-ed25519 STALE\nother ssh-rsa X\n"
+        );
+    }
+
+    #[test]
+    fn ports_hashes_and_known_hosts_lines() {
+        let j = job(json!("10.0.0.2"), "10.0.0.2 ssh-ed25519 K", 2222, true);
+        assert_eq!(j.names, vec!["[10.0.0.2]:2222"]);
+        assert_eq!(edit("", &j).0, "[10.0.0.2]:2222 ssh-ed25519 K\n");
+        let hashed = hash_name("new");
+        let text = format!("{hashed} ssh-ed25519 STALE\n");
+        let j = job(json!("new"), "ssh-ed25519 K", 22, true);
+        assert_eq!(edit(&text, &j).0, "new ssh-ed25519 K\n");
+        let mut h = j;
+        h.hash = true;
+        let (out, _) = edit("", &h);
+        assert!(out.starts_with("|1|") && hashed_match(out.split(' ').next().unwrap(), "new"));
+        assert!(parse_params(&json!({"name": "a b", "key": "ssh-ed25519 K"})).is_err());
+        assert!(parse_params(&json!({"name": "a", "key": "nonsense"})).is_err());
+    }
+}
