@@ -422,13 +422,13 @@ mod tests {
     fn edits_by_key_identity() {
         let k1 = parse_key(K1).unwrap();
         let text = format!("{K2}\n");
-        let added = edit(&text, &[k1.clone()], true, false);
+        let added = edit(&text, std::slice::from_ref(&k1), true, false);
         assert_eq!(added, format!("{K2}\n{K1}\n"));
-        assert_eq!(edit(&added, &[k1.clone()], true, false), added);
+        assert_eq!(edit(&added, std::slice::from_ref(&k1), true, false), added);
         // Options change: the line is rewritten in place.
         let mut with_opts = k1.clone();
         with_opts.options = "from=\"10.0.0.2\"".into();
-        let changed = edit(&added, &[with_opts.clone()], true, false);
+        let changed = edit(&added, std::slice::from_ref(&with_opts), true, false);
         assert!(
             changed.contains("from=\"10.0.0.2\" ssh-ed25519"),
             "{changed}"
@@ -436,7 +436,7 @@ mod tests {
         assert_eq!(changed.lines().count(), 2);
         // Absent matches whatever the options.
         assert_eq!(
-            edit(&changed, &[k1.clone()], false, false),
+            edit(&changed, std::slice::from_ref(&k1), false, false),
             format!("{K2}\n")
         );
         // Exclusive drops the others.
