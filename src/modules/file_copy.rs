@@ -23,6 +23,8 @@ struct Params {
     src: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string_lenient")]
     content: Option<String>,
+    #[serde(default, deserialize_with = "args::opt_string_lenient")]
+    from_host: Option<String>,
     dest: String,
     #[serde(default, deserialize_with = "args::mode")]
     mode: Option<Mode>,
@@ -145,8 +147,68 @@ fn parse_params(args: &Value) -> Result<Params, ArgError> {
         }
         _ => {}
     }
+    if p.from_host.is_some() && p.src.is_none() {
+        return Err(ArgError {
+            arg: Some("from_host".into()),
+            msg: "file_copy: from_host needs src (the file's path on that host)".into(),
+            help: None,
+        });
+    }
     check_validate("file_copy", p.validate.as_deref())?;
     Ok(p)
+}
+
+/// Reads `src` on inventory host `from` through the control machine (with
+/// the task's become): its bytes and its mode, owner and group.
+async fn read_remote(
+    ctx: &Context,
+    from: &str,
+    src: &str,
+) -> Result<Result<(Vec<u8>, u32, String, String), Outcome>, ConnError> {
+    let Some(conn) = ctx.hosts.connection(from)? else {
+        return Ok(Err(Outcome::failed(format!(
+            "file_copy: from_host '{from}' is not in the inventory"
+        ))));
+    };
+    let script = format!(
+        "p={}
+[ -f \"$p\" ] || {{ echo \"no such file: $p\" >&2; exit 2; }}
+         stat -L -c '%a %U %G' -- \"$p\" && cat -- \"$p\"",
+        quote(src)
+    );
+    let out = conn
+        .exec(&connection::Command {
+            cmd: script,
+            stdin: None,
+            timeout: ctx.timeout,
+            become_user: ctx.become_user.clone(),
+        })
+        .await?;
+    if out.rc != 0 {
+        return Ok(Err(Outcome::failed(format!(
+            "file_copy: cannot read {src} on {from}: {}",
+            out.stderr_str().trim()
+        ))));
+    }
+    let Some(nl) = out.stdout.iter().position(|&b| b == b'\n') else {
+        return Ok(Err(Outcome::failed(format!(
+            "file_copy: unexpected answer reading {src} on {from}"
+        ))));
+    };
+    let head = String::from_utf8_lossy(&out.stdout[..nl]).into_owned();
+    let mut f = head.split_whitespace();
+    let (Some(mode), Some(owner), Some(group)) = (f.next(), f.next(), f.next()) else {
+        return Ok(Err(Outcome::failed(format!(
+            "file_copy: unexpected stat of {src} on {from}: {head}"
+        ))));
+    };
+    let mode = u32::from_str_radix(mode, 8).unwrap_or(0o644);
+    Ok(Ok((
+        out.stdout[nl + 1..].to_vec(),
+        mode,
+        owner.to_string(),
+        group.to_string(),
+    )))
 }
 
 #[async_trait]
@@ -167,11 +229,18 @@ impl Module for FileCopy {
                 default: None,
                 description: "The file's content, given inline (instead of src).",
             },
+            ArgSpec {
+                name: "from_host",
+                kind: "string",
+                required: false,
+                default: None,
+                description: "Copy src from this inventory host instead (read there through the control machine, with the task's become); mode, owner and group default to the source file's.",
+            },
         ];
         a.extend(install_args());
         ModuleDoc {
             name: "file_copy",
-            description: "Copies a file (or inline content) to the host; unchanged when the checksums match.",
+            description: "Copies a file (from the control machine, inline content, or another inventory host) to the host; unchanged when the checksums match.",
             args: a,
             check_mode: true,
             example: "- name: Copy the users file\n  file_copy:\n    src: files/users\n    dest: /etc/dovecot/users\n    mode: \"0640\"\n",
@@ -188,8 +257,21 @@ impl Module for FileCopy {
             Ok(p) => p,
             Err(e) => return Ok(super::arg_failure(e)),
         };
-        let (data, checksum, src_name) = match (&p.src, p.content) {
+        let mut p = p;
+        let (data, checksum, src_name) = match (&p.src, p.content.take()) {
             (_, Some(content)) => (Arc::new(content.into_bytes()), None, None),
+            (Some(src), None) if p.from_host.is_some() => {
+                let from = p.from_host.clone().unwrap_or_default();
+                match read_remote(ctx, &from, src).await? {
+                    Ok((data, mode, owner, group)) => {
+                        p.mode = p.mode.or(Some(Mode::Bits(mode)));
+                        p.owner = p.owner.or(Some(owner));
+                        p.group = p.group.or(Some(group));
+                        (Arc::new(data), None, file_name(src))
+                    }
+                    Err(failed) => return Ok(failed),
+                }
+            }
             (Some(src), None) => match read_local(ctx, "file_copy", src).await? {
                 Ok(s) => (s.data, Some(s.sha256), file_name(src)),
                 Err(failed) => return Ok(failed),
@@ -261,7 +343,11 @@ pub(super) async fn read_local(
         ))));
     }
     let key = (path.clone(), meta.modified().ok(), meta.len());
-    if let Some(hit) = sources().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    if let Some(hit) = sources()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+    {
         return Ok(Ok(hit.clone()));
     }
     let data = tokio::fs::read(&path)
