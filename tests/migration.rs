@@ -260,3 +260,125 @@ fn dsync_policy_ledger_refusal_and_verify() {
         );
     }
 }
+
+/// Runs playbooks/migrate.yml (the project's own) against the lab.
+fn migrate(p: &Project, lab: &Lab, extra: &[&str]) -> Run {
+    let book = concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/migrate.yml");
+    let mut args = vec![book, "-i", "inv", "--output", "json", "--yes"];
+    args.extend(extra);
+    p.run_env(&args, &[("HOME", lab.home().to_str().unwrap())])
+}
+
+fn port_open(addr: &str, port: u16) -> bool {
+    let sa: std::net::SocketAddr = format!("{addr}:{port}").parse().unwrap();
+    std::net::TcpStream::connect_timeout(&sa, std::time::Duration::from_secs(5)).is_ok()
+}
+
+#[test]
+fn migrate_yml_moves_every_user_and_closes_up() {
+    let lab = Lab::up_with(
+        &[
+            "--dovecot",
+            "--no-mesh",
+            "--admin",
+            "mailadm",
+            "--root-login",
+            "no",
+        ],
+        &["mgold", "mgnew"],
+    );
+    let users = ["alice@example.org", "bob@example.org", "dora@example.net"];
+    mail(&lab, "users", "mgold", &users);
+    mail(&lab, "populate", "mgold", &users);
+    let p = Project::new();
+    p.file(
+        "inv/hosts.ini",
+        &format!(
+            "[old]\nmgold ansible_host={} ansible_user=mailadm\n[new]\nmgnew ansible_host={} ansible_user=mailadm\n",
+            lab.addr("mgold"),
+            lab.addr("mgnew")
+        ),
+    );
+    p.file("inv/group_vars/all.yml", "migrate_parallel: 2\n");
+    // Before: root may not log in on new; old serves IMAP.
+    assert!(!lab
+        .ssh_command("root", "mgnew")
+        .arg("true")
+        .status()
+        .unwrap()
+        .success());
+    assert!(port_open(lab.addr("mgold"), 143));
+
+    // The preparation and the initial copy, old still taking mail.
+    let r = migrate(&p, &lab, &["--tags", "prepare,copy"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        r.status("Initial copy of all mail to new (doveadm backup)", "mgold"),
+        "changed"
+    );
+    for u in users {
+        assert_eq!(
+            snapshot(&lab, "mgold", u),
+            snapshot(&lab, "mgnew", u),
+            "{u}"
+        );
+    }
+    // Root login on new is open for old's key now (prohibit-password).
+    assert!(lab
+        .sh("mgnew", "sshd -T")
+        .contains("permitrootlogin without-password"));
+
+    // Mail keeps arriving on old; the switch carries it over.
+    mail(
+        &lab,
+        "deliver",
+        "mgold",
+        &["alice@example.org", "after the copy"],
+    );
+    mail(
+        &lab,
+        "deliver",
+        "mgold",
+        &["dora@example.net", "also after"],
+    );
+    assert_ne!(
+        snapshot(&lab, "mgold", "alice@example.org"),
+        snapshot(&lab, "mgnew", "alice@example.org")
+    );
+    let r = migrate(&p, &lab, &["--skip-tags", "copy"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let verify = result(&r, "Prove that new has all of old's mail", "mgold");
+    assert_eq!(verify["failed_users"], serde_json::json!([]), "{}", r.all());
+    for u in users {
+        let (old, new) = (snapshot(&lab, "mgold", u), snapshot(&lab, "mgnew", u));
+        assert_eq!(old, new, "{u}");
+        assert!(old.contains("Ünïcode/日本") && old.contains("Empty") && old.contains("ACTIVE"));
+    }
+    // Closed again: root login on new as before, no backup left behind.
+    assert!(lab.sh("mgnew", "sshd -T").contains("permitrootlogin no"));
+    assert!(!lab
+        .ssh_command("root", "mgnew")
+        .arg("true")
+        .status()
+        .unwrap()
+        .success());
+    // Old takes no IMAP login and no delivery, doveadm still works there.
+    assert!(!port_open(lab.addr("mgold"), 143));
+    assert!(!lab
+        .exec("mgold", "test -S /run/dovecot/lmtp")
+        .status
+        .success());
+    assert!(lab
+        .sh("mgold", "doveadm mailbox list -u alice@example.org")
+        .contains("INBOX"));
+
+    // A second run ends without error and loses nothing.
+    let before: Vec<String> = users.iter().map(|u| snapshot(&lab, "mgold", u)).collect();
+    let r = migrate(&p, &lab, &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    for (u, old) in users.iter().zip(&before) {
+        assert_eq!(&snapshot(&lab, "mgold", u), old, "{u} on old");
+        assert_eq!(&snapshot(&lab, "mgnew", u), old, "{u} on new");
+    }
+    assert!(lab.sh("mgnew", "sshd -T").contains("permitrootlogin no"));
+}
