@@ -1084,7 +1084,8 @@ fn check_local_files(
     mval: &Node,
     src: &Src,
 ) -> Result<(), Error> {
-    if module != "file_copy" && module != "template" {
+    // With from_host, src is a path on that host, not here.
+    if (module != "file_copy" && module != "template") || args.contains_key("from_host") {
         return Ok(());
     }
     let Some(name) = args
