@@ -309,6 +309,27 @@ fn migrate_yml_moves_every_user_and_closes_up() {
         .success());
     assert!(port_open(lab.addr("mgold"), 143));
 
+    // Check mode: the whole migration predicted, nothing touched.
+    let sshd_before = lab.sh("mgnew", "cat /etc/ssh/sshd_config");
+    let r = migrate(&p, &lab, &["--check"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let copy = result(
+        &r,
+        "Initial copy of all mail to new (doveadm backup)",
+        "mgold",
+    );
+    assert!(
+        copy["users"]["alice@example.org"]["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("all of it to copy"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(lab.sh("mgnew", "cat /etc/ssh/sshd_config"), sshd_before);
+    assert_eq!(lab.sh("mgnew", "cat /etc/dovecot/users"), "");
+    assert!(port_open(lab.addr("mgold"), 143));
+
     // The preparation and the initial copy, old still taking mail.
     let r = migrate(&p, &lab, &["--tags", "prepare,copy"]);
     assert_eq!(r.code, 0, "{}", r.all());

@@ -821,26 +821,30 @@ impl Shared {
                     m.entry(k.clone()).or_insert_with(|| v.clone());
                 }
             }
-            if let Some(c) = &task.changed_when {
-                match cond_holds(c, &scope) {
-                    Ok(b) => outcome.changed = b,
-                    Err(e) => {
-                        outcome.failed = true;
-                        outcome.msg = Some(format!("changed_when `{}`: {e}", cond_src(c)));
-                    }
-                }
-            }
-            if let Some(c) = &task.failed_when {
-                match cond_holds(c, &scope) {
-                    Ok(b) => {
-                        outcome.failed = b;
-                        if b && outcome.msg.is_none() {
-                            outcome.msg = Some(format!("failed_when `{}` holds", cond_src(c)));
+            // As Ansible: a result the module skipped (a command in check
+            // mode) is not judged by changed_when/failed_when.
+            if !outcome.skipped {
+                if let Some(c) = &task.changed_when {
+                    match cond_holds(c, &scope) {
+                        Ok(b) => outcome.changed = b,
+                        Err(e) => {
+                            outcome.failed = true;
+                            outcome.msg = Some(format!("changed_when `{}`: {e}", cond_src(c)));
                         }
                     }
-                    Err(e) => {
-                        outcome.failed = true;
-                        outcome.msg = Some(format!("failed_when `{}`: {e}", cond_src(c)));
+                }
+                if let Some(c) = &task.failed_when {
+                    match cond_holds(c, &scope) {
+                        Ok(b) => {
+                            outcome.failed = b;
+                            if b && outcome.msg.is_none() {
+                                outcome.msg = Some(format!("failed_when `{}` holds", cond_src(c)));
+                            }
+                        }
+                        Err(e) => {
+                            outcome.failed = true;
+                            outcome.msg = Some(format!("failed_when `{}`: {e}", cond_src(c)));
+                        }
                     }
                 }
             }

@@ -551,6 +551,22 @@ async fn one_user(
                 looked_again = true;
                 tokio::time::sleep(Duration::from_millis(1500)).await;
             }
+            // Check mode: the users file may be copied by an earlier task
+            // that did not run either.
+            Err(StateError::UnknownUser) if check => {
+                return UserResult {
+                    status: Status::Done,
+                    changed: true,
+                    msg: format!(
+                        "{} mailboxes, {} messages on {}; the user is not on {} yet: all of it to copy",
+                        src_before.mailboxes.len(),
+                        src_before.messages.len(),
+                        source.name,
+                        remote.side.name
+                    ),
+                    data,
+                };
+            }
             Err(StateError::UnknownUser) => {
                 return fail(
                     format!(
@@ -693,6 +709,12 @@ async fn one_user(
         changed = *d != dst_before || *s != src_before;
     }
     let summary = match &dst_after {
+        Ok(d) if !changed => format!(
+            "unchanged: {} mailboxes, {} messages on {}",
+            d.mailboxes.len(),
+            d.messages.len(),
+            remote.side.name
+        ),
         Ok(d) => format!(
             "{} mailboxes, {} messages on {} (was {})",
             d.mailboxes.len(),
