@@ -88,6 +88,19 @@ fn sshd_config_sets_verifies_rolls_back_and_restores() {
         "{out}"
     );
     assert_eq!(lab.sh("sshc", "cat /etc/ssh/sshd_config"), now);
+    assert!(lab.sh("sshc", "sshd -T").contains("maxauthtries 3"));
+    // path: auto edits the file sshd takes it from: the drop-in.
+    p.file(
+        "auto.yml",
+        "- hosts: sshc\n  become: true\n  tasks:\n    - name: tries\n      sshd_config:\n        path: auto\n        settings:\n          MaxAuthTries: 4\n",
+    );
+    twice(&p, &lab, "auto.yml");
+    assert!(lab.sh("sshc", "sshd -T").contains("maxauthtries 4"));
+    assert_eq!(
+        lab.sh("sshc", "cat /etc/ssh/sshd_config.d/10-site.conf"),
+        "MaxAuthTries 4\n"
+    );
+    assert_eq!(lab.sh("sshc", "cat /etc/ssh/sshd_config"), now);
     // Pointed at the drop-in, it works.
     p.file(
         "tries2.yml",
@@ -121,7 +134,7 @@ fn sshd_config_sets_verifies_rolls_back_and_restores() {
     // Restore: the original is back, root login is off again; then ok.
     p.file(
         "restore.yml",
-        "- hosts: sshc\n  become: true\n  tasks:\n    - name: restore\n      sshd_config:\n        restore: true\n",
+        "- hosts: sshc\n  become: true\n  tasks:\n    - name: restore\n      sshd_config:\n        path: auto\n        restore: true\n",
     );
     let (first, second) = twice(&p, &lab, "restore.yml");
     assert_eq!(first.status("restore", "sshc"), "changed");
@@ -131,6 +144,11 @@ fn sshd_config_sets_verifies_rolls_back_and_restores() {
         .exec("sshc", "test -e /etc/ssh/sshd_config.mailrun-orig")
         .status
         .success());
+    // The drop-in too: auto restores every file sshd reads.
+    assert_eq!(
+        lab.sh("sshc", "cat /etc/ssh/sshd_config.d/10-site.conf"),
+        "MaxAuthTries 3\n"
+    );
     assert!(!root_can_log_in(&lab, "sshc"));
 }
 

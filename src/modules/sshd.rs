@@ -245,26 +245,22 @@ async fn run(
         .await
 }
 
-/// Writes `content` to a temp file beside `path` and runs `check` on it
-/// (`$t` names it); with `install`, keeps a backup (once) and puts it in
-/// place with the old file's owner and mode. Prints sshd's complaint on
-/// failure (rc 3).
-fn install_script(path: &str, check: &str, install: bool, backup: bool) -> String {
+/// Writes stdin to a temp file beside `path`, runs `check` on it (`$t`
+/// names it; sshd's complaint on stderr and rc 3 when it fails), keeps a
+/// backup once when `backup`, and puts the file in place with the old
+/// file's owner and mode.
+fn install_script(path: &str, check: &str, backup: bool) -> String {
     let keep = if backup {
         "[ -e \"$p.mailrun-orig\" ] || cp -p -- \"$p\" \"$p.mailrun-orig\"\n"
     } else {
         ""
     };
-    let place = if install {
-        format!("{keep}{}\n", connection::replace_lines(None))
-    } else {
-        "rm -f -- \"$t\"\n".to_string()
-    };
     format!(
         "set -e\np={}\nt=$(mktemp \"$p.mailrun.XXXXXX\")\ncat > \"$t\"\n\
          if ! out=$({check} 2>&1); then rm -f -- \"$t\"; printf '%s\\n' \"$out\" >&2; exit 3; fi\n\
-         printf '%s\\n' \"$out\"\n{place}",
-        quote(path)
+         {keep}{}\n",
+        quote(path),
+        connection::replace_lines(None)
     )
 }
 
@@ -289,18 +285,18 @@ async fn reload(ctx: &Context) -> Result<Result<(), String>, ConnError> {
     })
 }
 
-/// The file and line that sets `key` first, when that is not `path`'s own
-/// line: sshd reads `path` top to bottom and each Include where it stands.
-async fn overriding_file(
-    ctx: &Context,
-    text: &str,
-    key: &str,
-) -> Result<Option<String>, ConnError> {
+/// sshd's main configuration file (where it starts reading).
+const MAIN: &str = "/etc/ssh/sshd_config";
+
+/// Where sshd takes `key` from: the first `FILE:LINE` that sets it, reading
+/// the main file top to bottom and each Include (relative to /etc/ssh) where
+/// it stands, up to the first Match. None when nothing sets it.
+async fn first_setter(ctx: &Context, key: &str) -> Result<Option<String>, ConnError> {
+    let main = run(ctx, format!("cat -- {MAIN}"), None).await?;
     let k = key.to_ascii_lowercase();
-    for line in text.lines() {
+    for (n, line) in main.stdout_str().lines().enumerate() {
         match keyword(line).as_deref() {
-            // path's own line comes first: nothing overrides it.
-            Some(w) if w == k => return Ok(None),
+            Some(w) if w == k => return Ok(Some(format!("{MAIN}:{}", n + 1))),
             Some("match") => return Ok(None),
             Some("include") => {
                 let pats: Vec<String> = line
@@ -326,8 +322,11 @@ async fn overriding_file(
                     "for f in {}; do [ -f \"$f\" ] || continue; n=$(grep -n -i -m1 -E '^[[:space:]]*{k}([[:space:]]|=)' \"$f\" | cut -d: -f1); [ -n \"$n\" ] && {{ echo \"$f:$n\"; exit 0; }}; done; exit 0",
                     pats.join(" ")
                 );
-                let out = super::sh(ctx, &script).await?;
-                let hit = out.stdout_str().trim().to_string();
+                let hit = run(ctx, script, None)
+                    .await?
+                    .stdout_str()
+                    .trim()
+                    .to_string();
                 if !hit.is_empty() {
                     return Ok(Some(hit));
                 }
@@ -338,12 +337,105 @@ async fn overriding_file(
     Ok(None)
 }
 
+/// The files sshd reads (the main one and its Includes), for `path: auto`
+/// restores.
+async fn config_files(ctx: &Context) -> Result<Vec<String>, ConnError> {
+    let script = format!(
+        "echo {MAIN}\nsed -n -E 's/^[[:space:]]*[Ii]nclude[[:space:]]+//p' {MAIN} | while read -r pats; do\n\
+         for p in $pats; do case $p in /*) ;; *) p=/etc/ssh/$p ;; esac; for f in $p; do [ -f \"$f\" ] && echo \"$f\"; done; done\n\
+         done"
+    );
+    let out = run(ctx, script, None).await?;
+    Ok(out.stdout_str().lines().map(str::to_string).collect())
+}
+
+/// Reads a file under become; Err(message) when it cannot be read.
+async fn read(ctx: &Context, path: &str) -> Result<Result<String, String>, ConnError> {
+    let out = run(ctx, format!("cat -- {}", quote(path)), None).await?;
+    Ok(if out.rc == 0 {
+        Ok(out.stdout_str())
+    } else {
+        Err(out.stderr_str().trim().to_string())
+    })
+}
+
+/// Puts `content` at `path` (validated by `sshd -t -f` first when `path`
+/// is sshd's main file; a drop-in alone is no complete configuration).
+async fn put(
+    ctx: &Context,
+    path: &str,
+    content: &str,
+    backup: bool,
+) -> Result<Result<(), String>, ConnError> {
+    let check = if path == MAIN {
+        "sshd -t -f \"$t\""
+    } else {
+        "true"
+    };
+    let out = run(
+        ctx,
+        install_script(path, check, backup),
+        Some(content.as_bytes().to_vec()),
+    )
+    .await?;
+    Ok(if out.rc == 0 {
+        Ok(())
+    } else {
+        Err(out.stderr_str().trim().to_string())
+    })
+}
+
+/// Whether every wanted value is in effect (`sshd -T`, the whole
+/// configuration as sshd reads it). Err names the file that wins, or
+/// sshd's complaint about the configuration.
+async fn in_effect(
+    ctx: &Context,
+    path: &str,
+    settings: &[(String, String)],
+) -> Result<Result<(), String>, ConnError> {
+    let out = run(ctx, "sshd -T".to_string(), None).await?;
+    if out.rc != 0 {
+        return Ok(Err(format!(
+            "sshd refuses the configuration: {}",
+            out.stderr_str().trim()
+        )));
+    }
+    let effective = parse_effective(&out.stdout_str());
+    for (key, value) in settings {
+        let Some(vals) = effective.get(&key.to_ascii_lowercase()) else {
+            continue;
+        };
+        if vals.iter().any(|v| normal(v) == normal(value)) {
+            continue;
+        }
+        match first_setter(ctx, key).await? {
+            Some(file) if file.rsplit_once(':').map(|(f, _)| f) != Some(path) => {
+                let f = file.rsplit_once(':').map(|(f, _)| f).unwrap_or(&file);
+                return Ok(Err(format!(
+                    "{key} is '{}' in effect, not '{value}': {file} sets it first (sshd takes the first value it reads); set it there (path: {f}, or path: auto) or remove it there",
+                    vals.join(" ")
+                )));
+            }
+            None if path != MAIN => {
+                return Ok(Err(format!(
+                    "{key} is '{}' in effect, not '{value}': sshd does not read {path} (no Include covers it)",
+                    vals.join(" ")
+                )));
+            }
+            // Our own line is the one sshd reads: it prints the value its
+            // own way (2m as 120, …).
+            _ => {}
+        }
+    }
+    Ok(Ok(()))
+}
+
 #[async_trait]
 impl Module for SshdConfig {
     fn doc(&self) -> ModuleDoc {
         ModuleDoc {
             name: "sshd_config",
-            description: "Sets (or removes) directives in sshd's configuration, safely. The candidate file is checked with `sshd -T -f` before it is installed (invalid: nothing installed); when another file sshd reads first (a drop-in in sshd_config.d) sets the directive, the module names it and installs nothing. The original file is kept once as PATH.mailrun-orig; sshd is reloaded; a fresh SSH login must then succeed or the change is rolled back. `restore: true` puts the original back (and removes the backup).",
+            description: "Sets (or removes) directives in sshd's configuration, safely. The new main file is checked with `sshd -t -f` before it is installed (invalid: nothing installed); once in place, `sshd -T` must show every value in effect — when another file sshd reads first (a drop-in in sshd_config.d) sets a directive, the module names it and puts the previous file back. The original file is kept once as PATH.mailrun-orig; sshd is reloaded; a fresh SSH login must then succeed or the change is rolled back. `restore: true` puts the original back (and removes the backup). A second run with the same settings is `ok` (and still proves them in effect).",
             args: vec![
                 ArgSpec {
                     name: "settings",
@@ -364,7 +456,7 @@ impl Module for SshdConfig {
                     kind: "path",
                     required: false,
                     default: Some("/etc/ssh/sshd_config"),
-                    description: "The file to edit (a drop-in in sshd_config.d works too).",
+                    description: "The file to edit (a drop-in in sshd_config.d works too), or `auto`: the file sshd takes the (first) directive from — the main file, or the drop-in that sets it first — so the change takes effect; with restore, every file sshd reads that has a backup.",
                 },
                 ArgSpec {
                     name: "backup",
@@ -410,103 +502,109 @@ impl Module for SshdConfig {
             Ok(j) => j,
             Err(e) => return Ok(super::arg_failure(e)),
         };
-        let path = job.path.as_str();
-        let read = run(ctx, format!("cat -- {}", quote(path)), None).await?;
-        if read.rc != 0 {
-            return Ok(Outcome::failed(format!(
-                "sshd_config: cannot read {path}: {}",
-                read.stderr_str().trim()
-            )));
-        }
-        let before = read.stdout_str();
         if job.restore {
-            return restore(ctx, &job, &before).await;
+            let targets = if job.path == "auto" {
+                config_files(ctx).await?
+            } else {
+                vec![job.path.clone()]
+            };
+            return restore(ctx, &job, &targets).await;
         }
+        let path = if job.path == "auto" {
+            let key = &job.settings[0].0;
+            match first_setter(ctx, key).await? {
+                Some(file) => file
+                    .rsplit_once(':')
+                    .map(|(f, _)| f.to_string())
+                    .unwrap_or(file),
+                None => MAIN.to_string(),
+            }
+        } else {
+            job.path.clone()
+        };
+        let path = path.as_str();
+        let before = match read(ctx, path).await? {
+            Ok(t) => t,
+            Err(e) => {
+                return Ok(Outcome::failed(format!(
+                    "sshd_config: cannot read {path}: {e}"
+                )))
+            }
+        };
         let after = edit(&before, &job.settings, job.present);
         let diff = (ctx.diff && after != before).then(|| Diff {
             path: path.to_string(),
             before: before.clone(),
             after: after.clone(),
         });
-
-        // The candidate as sshd would read it: valid, and what is in effect.
-        let check = install_script(path, "sshd -T -f \"$t\"", false, false);
-        let out = run(ctx, check, Some(after.clone().into_bytes())).await?;
-        if out.rc != 0 {
-            return Ok(Outcome::failed(format!(
-                "sshd_config: sshd refuses the new {path}, nothing installed: {}",
-                out.stderr_str().trim()
-            )));
-        }
-        if job.present {
-            let effective = parse_effective(&out.stdout_str());
-            for (key, value) in &job.settings {
-                let k = key.to_ascii_lowercase();
-                let Some(vals) = effective.get(&k) else {
-                    continue;
-                };
-                if vals.iter().any(|v| normal(v) == normal(value)) {
-                    continue;
-                }
-                if let Some(file) = overriding_file(ctx, &after, key).await? {
-                    let mut o = Outcome::failed(format!(
-                        "sshd_config: {key} would be '{}' in effect, not '{value}': {file} sets it first (sshd takes the first value it reads); set it there (path: {}) or remove it there. Nothing installed.",
-                        vals.join(" "),
-                        file.rsplit_once(':').map(|(f, _)| f).unwrap_or(&file)
-                    ));
-                    o.data.insert("overridden_by".into(), Value::String(file));
-                    return Ok(o);
-                }
-            }
-        }
+        let wanted: &[(String, String)] = if job.present { &job.settings } else { &[] };
         if after == before {
-            let mut o = Outcome::ok().msg(format!("{path} already has the settings"));
+            // Unchanged; still proven in effect (a second run checks too).
+            if let Err(why) = in_effect(ctx, path, wanted).await? {
+                return Ok(Outcome::failed(format!("sshd_config: {why}")));
+            }
+            let mut o = Outcome::ok()
+                .msg(format!("{path} already has the settings"))
+                .with("path", path);
             o.diff = diff;
             return Ok(o);
         }
         if ctx.check {
-            let mut o = Outcome::changed().msg(format!("would change {path}"));
+            let mut o = Outcome::changed()
+                .msg(format!("would change {path}"))
+                .with("path", path);
             o.diff = diff;
             return Ok(o);
         }
-        let backup_file = format!("{path}.mailrun-orig");
-        let install = install_script(path, "sshd -t -f \"$t\"", true, job.backup);
-        let out = run(ctx, install, Some(after.clone().into_bytes())).await?;
-        if out.rc != 0 {
+        if let Err(e) = put(ctx, path, &after, job.backup).await? {
             return Ok(Outcome::failed(format!(
-                "sshd_config: cannot install {path}: {}",
-                out.stderr_str().trim()
+                "sshd_config: sshd refuses the new {path}, nothing installed: {e}"
             )));
         }
-        if let Err(why) = apply(ctx, &job).await? {
-            // Back to the file as it was, and sshd with it.
-            let back = install_script(path, "sshd -t -f \"$t\"", true, false);
-            let undo = run(ctx, back, Some(before.into_bytes())).await?;
-            let reloaded = if job.reload {
-                reload(ctx).await?
-            } else {
-                Ok(())
-            };
-            let undone = if undo.rc == 0 && reloaded.is_ok() {
-                "the previous file was put back and sshd reloaded".to_string()
-            } else {
-                format!(
-                    "putting the previous file back FAILED too ({}{}) — check sshd on this host now",
-                    undo.stderr_str().trim(),
-                    reloaded.err().unwrap_or_default()
-                )
-            };
+        // In effect (and valid as a whole), then reloaded and a fresh login
+        // proven; otherwise the previous file goes back.
+        let applied = match in_effect(ctx, path, wanted).await? {
+            Err(why) => Err(why),
+            Ok(()) => apply(ctx, &job).await?,
+        };
+        if let Err(why) = applied {
+            let undone = undo(ctx, &job, path, &before).await?;
             return Ok(Outcome::failed(format!("sshd_config: {why}; {undone}")));
         }
         let mut o = Outcome::changed()
-            .msg(format!("{path} changed, sshd reloaded"))
+            .msg(format!(
+                "{path} changed{}",
+                if job.reload { ", sshd reloaded" } else { "" }
+            ))
             .with("path", path);
         if job.backup {
-            o = o.with("backup_file", backup_file);
+            o = o.with("backup_file", format!("{path}.mailrun-orig"));
         }
         o.diff = diff;
         Ok(o)
     }
+}
+
+/// Puts `before` back at `path` and reloads sshd; says how that went. A
+/// backup made by this run goes too (the original is unchanged).
+async fn undo(ctx: &Context, job: &Job, path: &str, before: &str) -> Result<String, ConnError> {
+    let back = put(ctx, path, before, false).await?;
+    let reloaded = if job.reload {
+        reload(ctx).await?
+    } else {
+        Ok(())
+    };
+    Ok(match (back, reloaded) {
+        (Ok(()), Ok(())) => format!(
+            "the previous {path} was put back{}",
+            if job.reload { " and sshd reloaded" } else { "" }
+        ),
+        (b, r) => format!(
+            "putting the previous {path} back FAILED too ({}{}) — check sshd on this host now",
+            b.err().unwrap_or_default(),
+            r.err().unwrap_or_default()
+        ),
+    })
 }
 
 /// Reload and prove a fresh login.
@@ -527,46 +625,79 @@ async fn apply(ctx: &Context, job: &Job) -> Result<Result<(), String>, ConnError
     Ok(Ok(()))
 }
 
-async fn restore(ctx: &Context, job: &Job, current: &str) -> Result<Outcome, ConnError> {
-    let path = job.path.as_str();
-    let backup_file = format!("{path}.mailrun-orig");
-    let read = run(ctx, format!("cat -- {}", quote(&backup_file)), None).await?;
-    if read.rc != 0 {
-        return Ok(Outcome::ok().msg(format!("{path}: nothing to restore (no {backup_file})")));
+/// Puts each target's `.mailrun-orig` back (those that have one).
+async fn restore(ctx: &Context, job: &Job, targets: &[String]) -> Result<Outcome, ConnError> {
+    let mut restored: Vec<(String, String)> = Vec::new();
+    let mut diffs = Vec::new();
+    for path in targets {
+        let backup_file = format!("{path}.mailrun-orig");
+        let Ok(original) = read(ctx, &backup_file).await? else {
+            continue;
+        };
+        let current = match read(ctx, path).await? {
+            Ok(t) => t,
+            Err(e) => {
+                return Ok(Outcome::failed(format!(
+                    "sshd_config: cannot read {path}: {e}"
+                )))
+            }
+        };
+        diffs.push(Diff {
+            path: path.clone(),
+            before: current.clone(),
+            after: original.clone(),
+        });
+        if ctx.check {
+            restored.push((path.clone(), current));
+            continue;
+        }
+        if let Err(e) = put(ctx, path, &original, false).await? {
+            return Ok(Outcome::failed(format!(
+                "sshd_config: sshd refuses {backup_file}, {path} not restored: {e}"
+            )));
+        }
+        restored.push((path.clone(), current));
     }
-    let original = read.stdout_str();
-    let diff = ctx.diff.then(|| Diff {
-        path: path.to_string(),
-        before: current.to_string(),
-        after: original.clone(),
-    });
+    if restored.is_empty() {
+        return Ok(Outcome::ok().msg(format!(
+            "nothing to restore (no {}.mailrun-orig)",
+            targets.join(".mailrun-orig, no ")
+        )));
+    }
+    let names: Vec<&str> = restored.iter().map(|(p, _)| p.as_str()).collect();
     if ctx.check {
-        let mut o = Outcome::changed().msg(format!("would restore {path} from {backup_file}"));
-        o.diff = diff;
+        let mut o = Outcome::changed().msg(format!("would restore {}", names.join(", ")));
+        o.diff = ctx.diff.then(|| diffs.swap_remove(0));
         return Ok(o);
     }
-    let install = install_script(path, "sshd -t -f \"$t\"", true, false);
-    let out = run(ctx, install, Some(original.into_bytes())).await?;
-    if out.rc != 0 {
-        return Ok(Outcome::failed(format!(
-            "sshd_config: sshd refuses {backup_file}, nothing restored: {}",
-            out.stderr_str().trim()
-        )));
-    }
-    if let Err(why) = apply(ctx, job).await? {
-        let back = install_script(path, "sshd -t -f \"$t\"", true, false);
-        let _ = run(ctx, back, Some(current.as_bytes().to_vec())).await?;
-        if job.reload {
-            let _ = reload(ctx).await?;
+    let applied = match in_effect(ctx, MAIN, &[]).await? {
+        Err(why) => Err(why),
+        Ok(()) => apply(ctx, job).await?,
+    };
+    if let Err(why) = applied {
+        let mut undone = Vec::new();
+        for (path, current) in &restored {
+            undone.push(undo(ctx, job, path, current).await?);
         }
         return Ok(Outcome::failed(format!(
-            "sshd_config: {why}; the file before the restore was put back ({backup_file} kept)"
+            "sshd_config: {why}; {} (backups kept)",
+            undone.join("; ")
         )));
     }
-    let _ = run(ctx, format!("rm -f -- {}", quote(&backup_file)), None).await?;
-    let mut o =
-        Outcome::changed().msg(format!("{path} restored from {backup_file}, sshd reloaded"));
-    o.diff = diff;
+    for path in &names {
+        let _ = run(
+            ctx,
+            format!("rm -f -- {}", quote(&format!("{path}.mailrun-orig"))),
+            None,
+        )
+        .await?;
+    }
+    let mut o = Outcome::changed().msg(format!(
+        "{} restored from .mailrun-orig{}",
+        names.join(", "),
+        if job.reload { ", sshd reloaded" } else { "" }
+    ));
+    o.diff = ctx.diff.then(|| diffs.swap_remove(0));
     Ok(o)
 }
 
