@@ -72,7 +72,10 @@ fn parse_params(args: &Value) -> Result<Job, ArgError> {
         if n.contains(|c: char| c.is_whitespace() || "*?!,|#".contains(c)) {
             return Err(err("name", format!("'{n}' is not a host name or address")));
         }
-        names.push(host_port(&n.to_ascii_lowercase(), p.port));
+        let name = host_port(&n.to_ascii_lowercase(), p.port);
+        if !names.contains(&name) {
+            names.push(name);
+        }
     }
     if names.is_empty() {
         return Err(err("name", "no host name given".into()));
@@ -358,6 +361,8 @@ mod tests {
         let (out, _) = edit("", &h);
         assert!(out.starts_with("|1|") && hashed_match(out.split(' ').next().unwrap(), "new"));
         assert!(parse_params(&json!({"name": "a b", "key": "ssh-ed25519 K"})).is_err());
+        let twice = job(json!(["new", "NEW"]), "ssh-ed25519 K", 22, true);
+        assert_eq!(edit("", &twice).0, "new ssh-ed25519 K\n");
         assert!(parse_params(&json!({"name": "a", "key": "nonsense"})).is_err());
     }
 }
