@@ -423,3 +423,78 @@ fn migrate_yml_moves_every_user_and_closes_up() {
     );
     assert!(lab.sh("mgnew", "sshd -T").contains("permitrootlogin no"));
 }
+
+#[test]
+fn doveadm_killed_mid_backup_is_rerun_from_the_ledger() {
+    let lab = Lab::up_with(&["--dovecot"], &["kold", "knew"]);
+    let users = ["ann@ex.org", "ben@ex.org", "cy@ex.org"];
+    mail(&lab, "users", "kold", &users);
+    mail(&lab, "users", "knew", &users);
+    mail(&lab, "populate", "kold", &users);
+    // ben's dsync-server on new starts slowly (a delay in front of the real
+    // doveadm, in new's own /usr/local), so his backup can be caught.
+    lab.sh(
+        "knew",
+        "printf '#!/bin/sh\\ncase \"$*\" in *dsync-server*-uben@*) sleep 30 ;; esac\\nexec /usr/bin/doveadm \"$@\"\\n' > /usr/local/bin/doveadm; chmod 755 /usr/local/bin/doveadm",
+    );
+    let p = project(&lab, "");
+    dsync_book(
+        &p,
+        "b.yml",
+        "kold",
+        "doveadm_backup",
+        "remote: knew\nparallel: 1\nretries: 0\nledger: ledger.json\n",
+    );
+    let mut child = {
+        let book = p.path().join("b.yml");
+        std::process::Command::new(env!("CARGO_BIN_EXE_mailrun"))
+            .args([book.to_str().unwrap(), "-i", "lab.ini", "--output", "json"])
+            .current_dir(p.path())
+            .env("HOME", lab.home())
+            .env_remove("SSH_AUTH_SOCK")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Kill ben's doveadm on old once it runs.
+    let started = std::time::Instant::now();
+    while !lab
+        .exec("kold", "pkill -9 -f '[d]oveadm.* backup -u ben@ex.org'")
+        .status
+        .success()
+    {
+        assert!(started.elapsed().as_secs() < 60, "ben's backup never ran");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::new(),
+    };
+    assert_eq!(r.code, 2, "{}", r.all());
+    let res = result(&r, "t", "kold");
+    assert_eq!(
+        res["failed_users"],
+        serde_json::json!(["ben@ex.org"]),
+        "{}",
+        r.all()
+    );
+    let l: Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join("ledger.json")).unwrap())
+            .unwrap();
+    assert_eq!(l["users"]["ben@ex.org"]["status"], "failed", "{l}");
+    assert_eq!(l["users"]["ann@ex.org"]["status"], "done", "{l}");
+    // Old lost nothing; the rerun does only ben.
+    lab.sh("knew", "rm -f /usr/local/bin/doveadm");
+    let r = play(&p, &lab, "b.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        result(&r, "t", "kold")["done"],
+        serde_json::json!(["ben@ex.org"])
+    );
+    for u in users {
+        assert_eq!(snapshot(&lab, "kold", u), snapshot(&lab, "knew", u), "{u}");
+    }
+}
