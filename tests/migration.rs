@@ -445,7 +445,7 @@ fn doveadm_killed_mid_backup_is_rerun_from_the_ledger() {
         "doveadm_backup",
         "remote: knew\nparallel: 1\nretries: 0\nledger: ledger.json\n",
     );
-    let mut child = {
+    let child = {
         let book = p.path().join("b.yml");
         std::process::Command::new(env!("CARGO_BIN_EXE_mailrun"))
             .args([book.to_str().unwrap(), "-i", "lab.ini", "--output", "json"])
