@@ -223,33 +223,54 @@ pub(super) async fn read_text(
     }))
 }
 
-/// Writes `content` to `path` under become: its directory created (0700)
-/// when `mkdir`, the file replaced atomically with `mode`, owned by `owner`
-/// when given.
+/// How [`write_text`] sets the file's mode and owner.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Perms<'a> {
+    /// Always this mode, owned by this user (and its login group).
+    Force(u32, &'a str),
+    /// An existing file keeps its mode and owner; a new one gets this mode
+    /// (owned by the user the task runs as).
+    Keep(u32),
+}
+
+/// Writes `content` to `path` under become: its directory created (0700,
+/// owned as the file) when `mkdir`, the file replaced atomically (a temp
+/// file beside it, renamed over it; removed again on failure).
 pub(super) async fn write_text(
     ctx: &Context,
     path: &str,
     content: &str,
-    mode: u32,
-    owner: Option<&str>,
+    perms: Perms<'_>,
     mkdir: bool,
 ) -> Result<Result<(), String>, ConnError> {
-    let chown = |what: &str| match owner {
-        Some(o) => format!("chown {} -- {what}\n", quote(&format!("{o}:"))),
-        None => String::new(),
+    let (chown, set_perms) = match perms {
+        Perms::Force(mode, owner) => {
+            let chown = |what: &str| format!("chown {} -- {what}\n", quote(&format!("{owner}:")));
+            (
+                chown("\"$d\""),
+                format!("{}chmod {mode:04o} -- \"$t\"\n", chown("\"$t\"")),
+            )
+        }
+        Perms::Keep(mode) => (
+            String::new(),
+            format!(
+                "if [ -e \"$p\" ]; then\n\
+                 chown \"$(stat -L -c %u:%g -- \"$p\")\" -- \"$t\" 2>/dev/null || true\n\
+                 chmod \"$(stat -L -c %a -- \"$p\")\" -- \"$t\"\n\
+                 else\nchmod {mode:04o} -- \"$t\"\nfi\n"
+            ),
+        ),
     };
     let dir = if mkdir {
         format!(
-            "d=$(dirname -- \"$p\")\nif [ ! -d \"$d\" ]; then\nmkdir -p -- \"$d\"\nchmod 700 -- \"$d\"\n{}fi\n",
-            chown("\"$d\"")
+            "d=$(dirname -- \"$p\")\nif [ ! -d \"$d\" ]; then\nmkdir -p -- \"$d\"\nchmod 700 -- \"$d\"\n{chown}fi\n"
         )
     } else {
         String::new()
     };
     let script = format!(
-        "set -e\np={}\n{dir}t=$(mktemp \"$p.mailrun.XXXXXX\")\ncat > \"$t\"\n{}chmod {mode:04o} -- \"$t\"\nmv -f -- \"$t\" \"$p\"",
+        "set -e\np={}\n{dir}t=$(mktemp \"$p.mailrun.XXXXXX\")\ntrap 'rm -f -- \"$t\"' EXIT\ncat > \"$t\"\n{set_perms}mv -f -- \"$t\" \"$p\"\ntrap - EXIT",
         quote(path),
-        chown("\"$t\"")
     );
     let out = ctx
         .conn
@@ -264,6 +285,47 @@ pub(super) async fn write_text(
         Ok(())
     } else {
         Err(out.stderr_str().trim().to_string())
+    })
+}
+
+/// The home directory of `user` on the host (None: the user the task runs
+/// as), from its passwd entry (`$HOME` as a fallback for the task's user);
+/// Ok(None) when there is no such user.
+pub(super) async fn home_of(
+    ctx: &Context,
+    user: Option<&str>,
+) -> Result<Option<String>, ConnError> {
+    let script = match user {
+        Some(u) => format!("getent passwd {} | cut -d: -f6", quote(u)),
+        None => {
+            "h=$(getent passwd \"$(id -un)\" | cut -d: -f6)\nprintf '%s\\n' \"${h:-$HOME}\"".into()
+        }
+    };
+    let out = super::sh(ctx, &script).await?;
+    let home = out.stdout_str().trim().to_string();
+    Ok((!home.is_empty()).then_some(home))
+}
+
+/// `path` with a leading `~` or `~user` resolved on the host.
+pub(super) async fn expand_home(
+    ctx: &Context,
+    module: &str,
+    path: &str,
+) -> Result<Result<String, Outcome>, ConnError> {
+    let Some(rest) = path.strip_prefix('~') else {
+        return Ok(Ok(path.to_string()));
+    };
+    let (user, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let who = (!user.is_empty()).then_some(user);
+    Ok(match home_of(ctx, who).await? {
+        Some(home) => Ok(format!("{}{tail}", home.trim_end_matches('/'))),
+        None => Err(Outcome::failed(format!(
+            "{module}: cannot resolve {path}: no user '{}' on this host",
+            who.unwrap_or("(the task's user)")
+        ))),
     })
 }
 
@@ -340,23 +402,17 @@ impl Module for AuthorizedKey {
             Err(e) => return Ok(super::arg_failure(e)),
         };
         let present = p.state.as_deref() != Some("absent");
-        let path = match p.path {
-            Some(path) => path,
-            None => {
-                let out = super::sh(
-                    ctx,
-                    &format!("getent passwd {} | cut -d: -f6", quote(&p.user)),
-                )
-                .await?;
-                let home = out.stdout_str().trim().to_string();
-                if home.is_empty() {
-                    return Ok(Outcome::failed(format!(
-                        "authorized_key: no user '{}' on this host",
-                        p.user
-                    )));
-                }
-                format!("{home}/.ssh/authorized_keys")
-            }
+        let path = match expand_home(
+            ctx,
+            "authorized_key",
+            p.path
+                .as_deref()
+                .unwrap_or(&format!("~{}/.ssh/authorized_keys", p.user)),
+        )
+        .await?
+        {
+            Ok(path) => path,
+            Err(failed) => return Ok(failed),
         };
         let (exists, before) = match read_text(ctx, &path).await? {
             Ok(x) => x,
@@ -378,8 +434,14 @@ impl Module for AuthorizedKey {
             return Ok(o);
         }
         if !ctx.check {
-            if let Err(e) =
-                write_text(ctx, &path, &after, 0o600, Some(&p.user), p.manage_dir).await?
+            if let Err(e) = write_text(
+                ctx,
+                &path,
+                &after,
+                Perms::Force(0o600, &p.user),
+                p.manage_dir,
+            )
+            .await?
             {
                 return Ok(Outcome::failed(format!(
                     "authorized_key: cannot write {path}: {e}"
@@ -441,5 +503,71 @@ mod tests {
         );
         // Exclusive drops the others.
         assert_eq!(edit(&added, &[k1], true, true), format!("{K1}\n"));
+    }
+}
+
+#[cfg(test)]
+mod run_tests {
+    use crate::modules::testutil::{ctx, p, rt, run};
+    use serde_json::json;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    const K: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA1 root@old";
+
+    fn me() -> String {
+        let out = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .expect("id");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn mode_of(path: &str) -> u32 {
+        fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn adds_updates_options_removes_and_checks() {
+        rt().block_on(async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = p(dir.path(), "dotssh/authorized_keys");
+            let args = json!({"user": me(), "key": K, "path": path});
+            let mut c = ctx(dir.path());
+            c.check = true;
+            let o = run(&c, "authorized_key", args.clone()).await;
+            assert!(o.changed && !o.failed, "{o:?}");
+            assert!(!dir.path().join("dotssh").exists());
+            let c = ctx(dir.path());
+            let o = run(&c, "authorized_key", args.clone()).await;
+            assert!(o.changed && !o.failed, "{o:?}");
+            assert_eq!(fs::read_to_string(&path).ok().as_deref(), Some(&*format!("{K}\n")));
+            assert_eq!(mode_of(&path), 0o600);
+            assert_eq!(mode_of(&p(dir.path(), "dotssh")), 0o700);
+            let o = run(&c, "authorized_key", args.clone()).await;
+            assert!(!o.changed && !o.failed, "{o:?}");
+            // Another comment: the same key, nothing to do.
+            let o = run(&c, "authorized_key", json!({"user": me(), "key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA1 other", "path": path})).await;
+            assert!(!o.changed && !o.failed, "{o:?}");
+            // Options: the line is updated, not added.
+            let opts = json!({"user": me(), "key": K, "path": path, "key_options": "from=\"10.0.0.2\",restrict"});
+            let o = run(&c, "authorized_key", opts.clone()).await;
+            assert!(o.changed && !o.failed, "{o:?}");
+            assert_eq!(
+                fs::read_to_string(&path).ok().as_deref(),
+                Some(&*format!("from=\"10.0.0.2\",restrict {K}\n"))
+            );
+            let o = run(&c, "authorized_key", opts).await;
+            assert!(!o.changed, "{o:?}");
+            // Absent, whatever the options.
+            let o = run(&c, "authorized_key", json!({"user": me(), "key": K, "path": path, "state": "absent"})).await;
+            assert!(o.changed && !o.failed, "{o:?}");
+            assert_eq!(fs::read_to_string(&path).ok().as_deref(), Some(""));
+            // `~user` resolves on the host; an unknown user is named.
+            let o = run(&c, "authorized_key", json!({"user": "no-such-user-mr", "key": K})).await;
+            assert!(o.failed && o.msg.as_deref().unwrap_or("").contains("no user 'no-such-user-mr'"), "{o:?}");
+        });
     }
 }

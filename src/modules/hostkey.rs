@@ -1,11 +1,13 @@
 //! `known_hosts`: a host's public key pinned in a known_hosts file, so that
-//! ssh on this host never asks (and never trusts another key). For each
-//! name the file ends with exactly the given key: entries of that name with
-//! another key (of any type) are dropped — from a comma list only the name
-//! is removed; hashed entries are recognised.
+//! ssh on this host never asks (and trusts no other key of that type). For
+//! each name the file ends with exactly the given key for its key type, as
+//! Ansible's module: an entry of that name with another key of the same
+//! type is dropped — from a comma list only the name is removed; hashed
+//! entries are recognised. Keys of other types are left alone (so pinning
+//! a host's ed25519 and its ecdsa key in two tasks converges).
 
 use super::args;
-use super::authkey::{is_key_type, read_text, write_text};
+use super::authkey::{expand_home, is_key_type, read_text, write_text, Perms};
 use crate::connection::ConnError;
 use crate::module::{ArgError, ArgSpec, Context, Diff, Module, ModuleDoc, Outcome};
 use crate::ssh::known_hosts::{hash_name, hashed_match, host_port};
@@ -143,14 +145,19 @@ fn edit(text: &str, job: &Job) -> (String, Vec<String>) {
             out.push(line.to_string());
             continue;
         }
-        let same = job.present && kind == job.kind && blob == job.blob;
+        if job.present && kind != job.kind {
+            // Another key type: not ours to judge.
+            out.push(line.to_string());
+            continue;
+        }
+        let same = job.present && blob == job.blob;
         if same {
             have.extend(ours.iter().copied());
             out.push(line.to_string());
             continue;
         }
         if job.present {
-            replaced.push(format!("{kind} key of {}", ours.join(", ")));
+            replaced.push(format!("{kind} key for {}", ours.join(", ")));
         }
         let keep: Vec<&str> = entries
             .iter()
@@ -194,7 +201,7 @@ impl Module for KnownHostsModule {
     fn doc(&self) -> ModuleDoc {
         ModuleDoc {
             name: "known_hosts",
-            description: "Pins a host's public key in a known_hosts file, so ssh on this host never asks and trusts no other key for that name. Entries of the name with another key (any type) are removed; from a comma list only the name; hashed entries are recognised.",
+            description: "Pins a host's public key in a known_hosts file, so ssh on this host never asks and trusts no other key of that type for that name. An entry of the name with another key of the same type is replaced (from a comma list only the name is removed); hashed entries are recognised; keys of other types are kept.",
             args: vec![
                 ArgSpec {
                     name: "name",
@@ -215,7 +222,7 @@ impl Module for KnownHostsModule {
                     kind: "path",
                     required: false,
                     default: Some("~/.ssh/known_hosts"),
-                    description: "The file (default: the home of the user the task runs as, so root's with become).",
+                    description: "The file; `~` and `~user` are resolved on the host (default: the home of the user the task runs as, so root's with become). Created 0644 in a 0700 directory if missing; an existing file keeps its mode and owner.",
                 },
                 ArgSpec {
                     name: "port",
@@ -229,7 +236,7 @@ impl Module for KnownHostsModule {
                     kind: "present|absent",
                     required: false,
                     default: Some("present"),
-                    description: "absent removes every entry of the names.",
+                    description: "absent removes every entry of the names (whatever the key or its type).",
                 },
                 ArgSpec {
                     name: "hash_host",
@@ -254,18 +261,15 @@ impl Module for KnownHostsModule {
             Ok(j) => j,
             Err(e) => return Ok(super::arg_failure(e)),
         };
-        let path = match &job.path {
-            Some(p) => p.clone(),
-            None => {
-                let out = super::sh(ctx, "printf '%s' \"$HOME\"").await?;
-                let home = out.stdout_str();
-                if home.is_empty() {
-                    return Ok(Outcome::failed(
-                        "known_hosts: the user has no HOME on the host",
-                    ));
-                }
-                format!("{home}/.ssh/known_hosts")
-            }
+        let path = match expand_home(
+            ctx,
+            "known_hosts",
+            job.path.as_deref().unwrap_or("~/.ssh/known_hosts"),
+        )
+        .await?
+        {
+            Ok(path) => path,
+            Err(failed) => return Ok(failed),
         };
         let before = match read_text(ctx, &path).await? {
             Ok((_, text)) => text,
@@ -290,7 +294,7 @@ impl Module for KnownHostsModule {
             return Ok(o);
         }
         if !ctx.check {
-            if let Err(e) = write_text(ctx, &path, &after, 0o644, None, true).await? {
+            if let Err(e) = write_text(ctx, &path, &after, Perms::Keep(0o644), true).await? {
                 return Ok(Outcome::failed(format!(
                     "known_hosts: cannot write {path}: {e}"
                 )));
@@ -332,19 +336,31 @@ mod tests {
         assert!(rep.is_empty());
         assert_eq!(edit(&out, &j).0, out);
         // A different key for a name in a comma list: only that name goes.
+        // Another key type of the name is kept.
         let text = "old,new,10.0.0.2 ssh-ed25519 STALE\nother ssh-rsa X\nnew ssh-rsa OLDRSA\n";
         let (out, rep) = edit(text, &j);
         assert_eq!(
             out,
-            "old,10.0.0.2 ssh-ed25519 STALE\nother ssh-rsa X\nnew ssh-ed25519 KEYNEW\n"
+            "old,10.0.0.2 ssh-ed25519 STALE\nother ssh-rsa X\nnew ssh-rsa OLDRSA\nnew ssh-ed25519 KEYNEW\n"
         );
-        assert_eq!(rep.len(), 2, "{rep:?}");
-        // Absent.
+        assert_eq!(rep, vec!["ssh-ed25519 key for new"]);
+        assert_eq!(edit(&out, &j), (out.clone(), vec![]));
+        // Pinning the other type too converges: each task keeps the other's.
+        let rsa = job(json!("new"), "ssh-rsa NEWRSA", 22, true);
+        let (both, rep) = edit(&out, &rsa);
+        assert_eq!(rep, vec!["ssh-rsa key for new"]);
+        assert_eq!(edit(&both, &j).0, both);
+        assert_eq!(edit(&both, &rsa).0, both);
+        // Absent: every entry of the name, whatever its type.
         let gone = job(json!(["new"]), "ssh-ed25519 KEYNEW", 22, false);
         assert_eq!(
-            edit(&out, &gone).0,
+            edit(&both, &gone).0,
             "old,10.0.0.2 ssh-ed25519 STALE\nother ssh-rsa X\n"
         );
+    }
+
+    fn h_plain() -> Job {
+        job(json!("new"), "ssh-ed25519 K", 22, true)
     }
 
     #[test]
@@ -360,9 +376,100 @@ mod tests {
         h.hash = true;
         let (out, _) = edit("", &h);
         assert!(out.starts_with("|1|") && hashed_match(out.split(' ').next().unwrap(), "new"));
+        // A hashed name inside a comma list: only that entry goes.
+        let text = format!("old,{hashed},10.0.0.2 ssh-ed25519 STALE\n");
+        let (out, rep) = edit(&text, &h_plain());
+        assert_eq!(out, "old,10.0.0.2 ssh-ed25519 STALE\nnew ssh-ed25519 K\n");
+        assert_eq!(rep, vec!["ssh-ed25519 key for new"]);
+        // The right key under a hashed entry: nothing to do.
+        let text = format!("{hashed} ssh-ed25519 K\n");
+        assert_eq!(edit(&text, &h_plain()).0, text);
+        // Several names, one of them already right.
+        let j = job(json!(["new", "10.0.0.9"]), "ssh-ed25519 K", 22, true);
+        let (out, _) = edit("new ssh-ed25519 K\n", &j);
+        assert_eq!(out, "new ssh-ed25519 K\n10.0.0.9 ssh-ed25519 K\n");
+        // [host]:port entries are another name than the bare host.
+        let j = job(json!("new"), "ssh-ed25519 K", 2222, true);
+        let (out, rep) = edit("new ssh-ed25519 OTHER\n[new]:2222 ssh-ed25519 OLD\n", &j);
+        assert_eq!(out, "new ssh-ed25519 OTHER\n[new]:2222 ssh-ed25519 K\n");
+        assert_eq!(rep, vec!["ssh-ed25519 key for [new]:2222"]);
+        // Comments, markers and junk stay as they are.
+        let text = "# note\n@cert-authority *.example ssh-ed25519 CA\n\nnew\n";
+        let (out, _) = edit(text, &h_plain());
+        assert_eq!(out, format!("{text}new ssh-ed25519 K\n"));
         assert!(parse_params(&json!({"name": "a b", "key": "ssh-ed25519 K"})).is_err());
         let twice = job(json!(["new", "NEW"]), "ssh-ed25519 K", 22, true);
         assert_eq!(edit("", &twice).0, "new ssh-ed25519 K\n");
         assert!(parse_params(&json!({"name": "a", "key": "nonsense"})).is_err());
+    }
+}
+
+#[cfg(test)]
+mod run_tests {
+    use crate::modules::testutil::{ctx, p, rt, run};
+    use serde_json::json;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode_of(path: &str) -> u32 {
+        fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn creates_pins_keeps_mode_and_checks() {
+        rt().block_on(async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = p(dir.path(), "ssh/known_hosts");
+            let args = json!({"name": "new", "key": "ssh-ed25519 AAAAK host@new", "path": path});
+            // Check mode with diff: says what, writes nothing.
+            let mut c = ctx(dir.path());
+            c.check = true;
+            c.diff = true;
+            let o = run(&c, "known_hosts", args.clone()).await;
+            assert!(o.changed && !o.failed, "{o:?}");
+            assert_eq!(
+                o.diff.as_ref().map(|d| d.after.as_str()),
+                Some("new ssh-ed25519 AAAAK\n")
+            );
+            assert!(!dir.path().join("ssh").exists());
+            // Created: the directory 0700, the file 0644; then unchanged.
+            let c = ctx(dir.path());
+            let o = run(&c, "known_hosts", args.clone()).await;
+            assert!(o.changed && !o.failed, "{o:?}");
+            assert_eq!(mode_of(&p(dir.path(), "ssh")), 0o700);
+            assert_eq!(mode_of(&path), 0o644);
+            let o = run(&c, "known_hosts", args.clone()).await;
+            assert!(!o.changed && !o.failed, "{o:?}");
+            // A stale key of the same type is replaced and named; an
+            // existing file keeps its mode.
+            fs::write(&path, "new,old ssh-ed25519 STALE\n").expect("write");
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+            let o = run(&c, "known_hosts", args.clone()).await;
+            assert!(o.changed && !o.failed, "{o:?}");
+            let msg = o.msg.unwrap_or_default();
+            assert!(
+                msg.contains("replaced a different ssh-ed25519 key for new"),
+                "{msg}"
+            );
+            assert_eq!(
+                fs::read_to_string(&path).ok().as_deref(),
+                Some("old ssh-ed25519 STALE\nnew ssh-ed25519 AAAAK\n")
+            );
+            assert_eq!(mode_of(&path), 0o600);
+            // Absent.
+            let o = run(
+                &c,
+                "known_hosts",
+                json!({"name": "new", "key": "ssh-ed25519 AAAAK", "path": path, "state": "absent"}),
+            )
+            .await;
+            assert!(o.changed && !o.failed, "{o:?}");
+            assert_eq!(
+                fs::read_to_string(&path).ok().as_deref(),
+                Some("old ssh-ed25519 STALE\n")
+            );
+        });
     }
 }
