@@ -1,6 +1,7 @@
-//! `file_copy`: a file from the control machine (`src`) or inline `content`
-//! to the host, unchanged when the checksums match. [`install`] is shared
-//! with `template`.
+//! `file_copy`: a file from the control machine (`src`), inline `content`
+//! or another inventory host (`from_host` + `src`, read there through the
+//! control machine) to the host, unchanged when the checksums match.
+//! [`install`] is shared with `template`.
 
 use super::args::{self, Mode};
 use crate::connection::{self, ConnError, FileStat};
@@ -171,9 +172,9 @@ async fn read_remote(
         ))));
     };
     let script = format!(
-        "p={}
-[ -f \"$p\" ] || {{ echo \"no such file: $p\" >&2; exit 2; }}
-         stat -L -c '%a %U %G' -- \"$p\" && cat -- \"$p\"",
+        "p={}\n\
+         [ -f \"$p\" ] || {{ echo \"no such file: $p\" >&2; exit 2; }}\n\
+         stat -L -c '%a %U %G %u %g' -- \"$p\" && cat -- \"$p\"",
         quote(src)
     );
     let out = conn
@@ -196,18 +197,22 @@ async fn read_remote(
         ))));
     };
     let head = String::from_utf8_lossy(&out.stdout[..nl]).into_owned();
-    let mut f = head.split_whitespace();
-    let (Some(mode), Some(owner), Some(group)) = (f.next(), f.next(), f.next()) else {
+    let f: Vec<&str> = head.split_whitespace().collect();
+    let (Some(mode), [owner, group, uid, gid]) = (
+        f.first().and_then(|m| u32::from_str_radix(m, 8).ok()),
+        f.get(1..).unwrap_or_default(),
+    ) else {
         return Ok(Err(Outcome::failed(format!(
             "file_copy: unexpected stat of {src} on {from}: {head}"
         ))));
     };
-    let mode = u32::from_str_radix(mode, 8).unwrap_or(0o644);
+    // A name the source host cannot resolve: its number.
+    let name = |name: &str, id: &str| if name == "UNKNOWN" { id } else { name }.to_string();
     Ok(Ok((
         out.stdout[nl + 1..].to_vec(),
-        mode,
-        owner.to_string(),
-        group.to_string(),
+        mode & 0o7777,
+        name(owner, uid),
+        name(group, gid),
     )))
 }
 
@@ -234,7 +239,7 @@ impl Module for FileCopy {
                 kind: "string",
                 required: false,
                 default: None,
-                description: "Copy src from this inventory host instead (read there through the control machine, with the task's become); mode, owner and group default to the source file's.",
+                description: "Copy src from this inventory host instead: read there through the control machine's connection (with the task's become, so root-only files can be read); mode, owner and group default to the source file's.",
             },
         ];
         a.extend(install_args());
@@ -243,7 +248,7 @@ impl Module for FileCopy {
             description: "Copies a file (from the control machine, inline content, or another inventory host) to the host; unchanged when the checksums match.",
             args: a,
             check_mode: true,
-            example: "- name: Copy the users file\n  file_copy:\n    src: files/users\n    dest: /etc/dovecot/users\n    mode: \"0640\"\n",
+            example: "- name: The users file from old (mode and owner kept)\n  file_copy:\n    from_host: old.example.org\n    src: /etc/dovecot/users\n    dest: /etc/dovecot/users\n",
             free_form: None,
         }
     }
@@ -258,12 +263,23 @@ impl Module for FileCopy {
             Err(e) => return Ok(super::arg_failure(e)),
         };
         let mut p = p;
+        // From another host: which of mode, owner, group the source gave.
+        let mut kept: Vec<&str> = Vec::new();
         let (data, checksum, src_name) = match (&p.src, p.content.take()) {
             (_, Some(content)) => (Arc::new(content.into_bytes()), None, None),
             (Some(src), None) if p.from_host.is_some() => {
                 let from = p.from_host.clone().unwrap_or_default();
                 match read_remote(ctx, &from, src).await? {
                     Ok((data, mode, owner, group)) => {
+                        for (given, what) in [
+                            (p.mode.is_some(), "mode"),
+                            (p.owner.is_some(), "owner"),
+                            (p.group.is_some(), "group"),
+                        ] {
+                            if !given {
+                                kept.push(what);
+                            }
+                        }
                         p.mode = p.mode.or(Some(Mode::Bits(mode)));
                         p.owner = p.owner.or(Some(owner));
                         p.group = p.group.or(Some(group));
@@ -294,7 +310,30 @@ impl Module for FileCopy {
             validate: p.validate,
             force: p.force,
         };
-        install(ctx, &data, &opts).await
+        let mut out = install(ctx, &data, &opts).await?;
+        if let (Some(from), Some(src), false) = (&p.from_host, &p.src, out.failed) {
+            let kept = match kept.as_slice() {
+                [] => String::new(),
+                [one] => format!(" ({one} kept)"),
+                ["mode", "owner", "group"] => " (mode and owner kept)".into(),
+                [a, b] => format!(" ({a} and {b} kept)"),
+                more => format!(" ({} kept)", more.join(", ")),
+            };
+            out.msg = Some(if out.changed {
+                format!(
+                    "{}{src} from {from} to {}:{}{kept}",
+                    if ctx.check { "would copy " } else { "" },
+                    ctx.host,
+                    opts.dest
+                )
+            } else {
+                format!("{} on {} is already {src} of {from}", opts.dest, ctx.host)
+            });
+            out = out
+                .with("from_host", from.as_str())
+                .with("src", src.as_str());
+        }
+        Ok(out)
     }
 }
 
@@ -971,6 +1010,123 @@ mod tests {
             c.become_user = None;
             run(&c, "file_copy", json!({"content": "x", "dest": plain})).await;
             assert_eq!(mode_of(&fresh), mode_of(&plain));
+        });
+    }
+
+    /// An inventory where `src-host` is this machine.
+    struct OneHost;
+
+    impl crate::module::Hosts for OneHost {
+        fn connection(
+            &self,
+            name: &str,
+        ) -> Result<
+            Option<std::sync::Arc<dyn crate::connection::Connection>>,
+            crate::connection::ConnError,
+        > {
+            Ok((name == "src-host").then(|| {
+                std::sync::Arc::new(crate::local::LocalConnection)
+                    as std::sync::Arc<dyn crate::connection::Connection>
+            }))
+        }
+    }
+
+    #[test]
+    fn from_host_keeps_mode_and_owner() {
+        rt().block_on(async {
+            use std::os::unix::fs::MetadataExt;
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut c = ctx(dir.path());
+            c.hosts = std::sync::Arc::new(OneHost);
+            let src = p(dir.path(), "users");
+            fs::write(&src, "a@x:{PLAIN}s\n").expect("write");
+            fs::set_permissions(&src, fs::Permissions::from_mode(0o640)).expect("chmod");
+            let dest = p(dir.path(), "copy");
+            let args = json!({"from_host": "src-host", "src": src, "dest": dest});
+            // Check mode: nothing written.
+            c.check = true;
+            let o = run(&c, "file_copy", args.clone()).await;
+            assert!(o.changed && !o.failed, "{o:?}");
+            assert!(!dir.path().join("copy").exists());
+            c.check = false;
+            let o = run(&c, "file_copy", args.clone()).await;
+            assert!(o.changed && !o.failed, "{o:?}");
+            let msg = o.msg.clone().unwrap_or_default();
+            assert!(
+                msg.ends_with(&format!(
+                    "{src} from src-host to localhost:{dest} (mode and owner kept)"
+                )),
+                "{msg}"
+            );
+            assert_eq!(
+                fs::read_to_string(&dest).ok().as_deref(),
+                Some("a@x:{PLAIN}s\n")
+            );
+            assert_eq!(mode_of(&dest), 0o640);
+            let (s, d) = (
+                fs::metadata(&src).expect("src"),
+                fs::metadata(&dest).expect("dest"),
+            );
+            assert_eq!((s.uid(), s.gid()), (d.uid(), d.gid()));
+            let o = run(&c, "file_copy", args.clone()).await;
+            assert!(!o.changed && !o.failed, "{o:?}");
+            // A mode given wins over the source's; with become the same.
+            c.become_user = Some(s.uid().to_string());
+            let o = run(
+                &c,
+                "file_copy",
+                json!({"from_host": "src-host", "src": src, "dest": dest, "mode": "0600"}),
+            )
+            .await;
+            assert!(o.changed && !o.failed, "{o:?}");
+            assert!(
+                o.msg
+                    .as_deref()
+                    .unwrap_or("")
+                    .ends_with("(owner and group kept)"),
+                "{o:?}"
+            );
+            assert_eq!(mode_of(&dest), 0o600);
+            // The source changed: copied again, with --diff.
+            fs::write(&src, "a@x:{PLAIN}s\nb@x:{PLAIN}t\n").expect("write");
+            c.diff = true;
+            let o = run(&c, "file_copy", args.clone()).await;
+            assert!(o.changed && !o.failed, "{o:?}");
+            assert_eq!(
+                o.diff.as_ref().map(|d| d.before.as_str()),
+                Some("a@x:{PLAIN}s\n")
+            );
+            assert_eq!(mode_of(&dest), 0o640);
+            // Unknown host, missing file: named.
+            let o = run(
+                &c,
+                "file_copy",
+                json!({"from_host": "nope", "src": src, "dest": dest}),
+            )
+            .await;
+            assert!(
+                o.failed
+                    && o.msg.as_deref()
+                        == Some("file_copy: from_host 'nope' is not in the inventory"),
+                "{o:?}"
+            );
+            let o = run(
+                &c,
+                "file_copy",
+                json!({"from_host": "src-host", "src": p(dir.path(), "gone"), "dest": dest}),
+            )
+            .await;
+            assert!(
+                o.failed && o.msg.as_deref().unwrap_or("").contains("no such file"),
+                "{o:?}"
+            );
+            let o = run(
+                &c,
+                "file_copy",
+                json!({"from_host": "src-host", "content": "x", "dest": dest}),
+            )
+            .await;
+            assert!(o.failed, "{o:?}");
         });
     }
 
