@@ -377,6 +377,11 @@ fn migrate_yml_moves_every_user_and_closes_up() {
         assert_eq!(old, new, "{u}");
         assert!(old.contains("Ünïcode/日本") && old.contains("Empty") && old.contains("ACTIVE"));
     }
+    // Old's key, added for the copy, is gone from new again.
+    let old_key = lab.sh("mgold", "cut -d' ' -f2 /root/.ssh/id_ed25519.pub");
+    assert!(!lab
+        .sh("mgnew", "cat /root/.ssh/authorized_keys")
+        .contains(old_key.trim()));
     // Closed again: root login on new as before, no backup left behind.
     assert!(lab.sh("mgnew", "sshd -T").contains("permitrootlogin no"));
     assert!(!lab
@@ -405,8 +410,19 @@ fn migrate_yml_moves_every_user_and_closes_up() {
     );
     let new_alice = guids(&snapshot(&lab, "mgnew", "alice@example.org"));
     let before: Vec<String> = users.iter().map(|u| snapshot(&lab, "mgold", u)).collect();
+    // A key the admin trusted before stays trusted.
+    lab.sh(
+        "mgnew",
+        &format!(
+            "cat >> /root/.ssh/authorized_keys <<'EOF'\n{}\nEOF",
+            lab.sh("mgold", "cat /root/.ssh/id_ed25519.pub").trim()
+        ),
+    );
     let r = migrate(&p, &lab, &[]);
     assert_eq!(r.code, 0, "{}", r.all());
+    assert!(lab
+        .sh("mgnew", "cat /root/.ssh/authorized_keys")
+        .contains(old_key.trim()));
     assert_eq!(
         r.status("Initial copy of all mail to new (doveadm backup)", "mgold"),
         "skipped",
