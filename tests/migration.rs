@@ -250,6 +250,27 @@ fn dsync_policy_ledger_refusal_and_verify() {
         "{problems}"
     );
     assert!(problems.contains("has flags"), "{problems}");
+    // A remote outside the inventory (an address): asked through old's ssh.
+    let addr = lab.addr("dsnew").to_string();
+    dsync_book(
+        &p,
+        "va.yml",
+        "dsold",
+        "mail_verify",
+        &format!("remote: {addr}\nuser: alice@ex.org\n"),
+    );
+    let r = play(&p, &lab, "va.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    dsync_book(
+        &p,
+        "ba.yml",
+        "dsold",
+        "doveadm_backup",
+        &format!("remote: {addr}\nuser: alice@ex.org\n"),
+    );
+    let r = play(&p, &lab, "ba.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.changed("dsold"), 0, "{}", r.all());
     // Old still holds every message it ever held.
     for u in USERS {
         let old = guids(&snapshot(&lab, "dsold", u));
