@@ -33,6 +33,9 @@ fn twice(p: &Project, lab: &Lab, book: &str) -> Run {
     first
 }
 
+/// A key of another type recorded for new (new's sshd has none): kept.
+const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBOtherTypeKeptOtherTypeKept=";
+
 /// The host's files this test changes, for "check mode changed nothing".
 fn state(lab: &Lab) -> (String, String) {
     let files = "for f in /root/.ssh/authorized_keys /root/.ssh/known_hosts /etc/dovecot/users; do \
@@ -71,6 +74,7 @@ fn old_trusts_new_and_new_gets_old_users_file() {
             "cd /root/.ssh && echo '{new_addr} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBadBadBadBadBadBadBadBadBadBadBadBadBadBadBadB' > known_hosts \
              && ssh-keygen -H -f known_hosts >/dev/null 2>&1 && rm -f known_hosts.old \
              && echo 'other.example,{new} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIStaleStaleStaleStaleStaleStaleStaleStaleStal' >> known_hosts \
+             && echo '{new_addr} {ECDSA}' >> known_hosts \
              && chmod 600 known_hosts"
         ),
     );
@@ -158,6 +162,12 @@ fn old_trusts_new_and_new_gets_old_users_file() {
         "{all}"
     );
     assert!(
+        all.contains(&format!(
+            "kept keys of other types: ecdsa-sha2-nistp256 for {new_addr}"
+        )),
+        "{all}"
+    );
+    assert!(
         all.contains("/etc/dovecot/users from ") && all.contains("(mode and owner kept)"),
         "{all}"
     );
@@ -181,6 +191,7 @@ fn old_trusts_new_and_new_gets_old_users_file() {
         kh,
         format!(
             "other.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIStaleStaleStaleStaleStaleStaleStaleStaleStal\n\
+             {new_addr} {ECDSA}\n\
              {new_addr},{new} {}\n600\n",
             hostkey.trim()
         )

@@ -189,7 +189,8 @@ fn parse_params(args: &Value) -> Result<(Params, Vec<Key>), ArgError> {
                 format!("authorized_key: not a public key line: '{}'", line.trim()),
             )
         })?;
-        if let Some(o) = p.key_options.as_deref().filter(|o| !o.trim().is_empty()) {
+        // Given (even empty), key_options replace the key line's own.
+        if let Some(o) = p.key_options.as_deref() {
             k.options = o.trim().to_string();
         }
         keys.push(k);
@@ -362,7 +363,7 @@ impl Module for AuthorizedKey {
                     kind: "string",
                     required: false,
                     default: None,
-                    description: "authorized_keys options for the keys, e.g. `from=\"192.0.2.10\",restrict`; empty means none.",
+                    description: "authorized_keys options for the keys, e.g. `from=\"192.0.2.10\",restrict`, replacing any the key line has; empty means none. A key already in the file with other options gets these.",
                 },
                 ArgSpec {
                     name: "path",
@@ -560,6 +561,13 @@ mod run_tests {
                 Some(&*format!("from=\"10.0.0.2\",restrict {K}\n"))
             );
             let o = run(&c, "authorized_key", opts).await;
+            assert!(!o.changed, "{o:?}");
+            // Empty key_options: none, also over the key line's own.
+            let bare = json!({"user": me(), "key": format!("restrict {K}"), "path": path, "key_options": ""});
+            let o = run(&c, "authorized_key", bare.clone()).await;
+            assert!(o.changed && !o.failed, "{o:?}");
+            assert_eq!(fs::read_to_string(&path).ok().as_deref(), Some(&*format!("{K}\n")));
+            let o = run(&c, "authorized_key", bare).await;
             assert!(!o.changed, "{o:?}");
             // Absent, whatever the options.
             let o = run(&c, "authorized_key", json!({"user": me(), "key": K, "path": path, "state": "absent"})).await;

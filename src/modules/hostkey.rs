@@ -196,6 +196,31 @@ fn edit(text: &str, job: &Job) -> (String, Vec<String>) {
     (s, replaced)
 }
 
+/// Keys of another type than the job's recorded for its names (kept; ssh
+/// may be offered one of them first), as `TYPE for NAME`.
+fn other_types(text: &str, job: &Job) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        let mut f = t.split_whitespace();
+        let (Some(hosts), Some(kind), Some(_)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if t.starts_with('#') || hosts.starts_with('@') || kind == job.kind {
+            continue;
+        }
+        for n in &job.names {
+            if hosts.split(',').any(|e| entry_is(e, n)) {
+                let s = format!("{kind} for {n}");
+                if !out.contains(&s) {
+                    out.push(s);
+                }
+            }
+        }
+    }
+    out
+}
+
 #[async_trait]
 impl Module for KnownHostsModule {
     fn doc(&self) -> ModuleDoc {
@@ -313,6 +338,17 @@ impl Module for KnownHostsModule {
         if !replaced.is_empty() {
             msg.push_str(&format!("; replaced a different {}", replaced.join("; ")));
         }
+        let others = if job.present {
+            other_types(&after, &job)
+        } else {
+            Vec::new()
+        };
+        if !others.is_empty() {
+            msg.push_str(&format!(
+                "; kept keys of other types: {}",
+                others.join(", ")
+            ));
+        }
         let mut o = Outcome::changed().msg(msg).with("path", path);
         o.diff = diff;
         Ok(o)
@@ -345,6 +381,7 @@ mod tests {
         );
         assert_eq!(rep, vec!["ssh-ed25519 key for new"]);
         assert_eq!(edit(&out, &j), (out.clone(), vec![]));
+        assert_eq!(other_types(&out, &j), vec!["ssh-rsa for new"]);
         // Pinning the other type too converges: each task keeps the other's.
         let rsa = job(json!("new"), "ssh-rsa NEWRSA", 22, true);
         let (both, rep) = edit(&out, &rsa);
