@@ -152,6 +152,8 @@ fn global_end(lines: &[String]) -> usize {
 /// `#Keyword`, else before the first Match, else at the end; absent: every
 /// active line of the keyword in the global part removed).
 pub(super) fn edit(text: &str, settings: &[(String, String)], present: bool) -> String {
+    let crlf = text.contains("\r\n");
+    let final_newline = text.is_empty() || text.ends_with('\n');
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     for (key, value) in settings {
         let k = key.to_ascii_lowercase();
@@ -195,9 +197,11 @@ pub(super) fn edit(text: &str, settings: &[(String, String)], present: bool) -> 
             None => lines.insert(end, wanted),
         }
     }
-    let mut out = lines.join("\n");
-    if !out.is_empty() {
-        out.push('\n');
+    // Line ends as the file had them.
+    let nl = if crlf { "\r\n" } else { "\n" };
+    let mut out = lines.join(nl);
+    if !out.is_empty() && final_newline {
+        out.push_str(nl);
     }
     out
 }
@@ -556,6 +560,11 @@ impl Module for SshdConfig {
             o.diff = diff;
             return Ok(o);
         }
+        let backup_file = format!("{path}.mailrun-orig");
+        let had_backup = run(ctx, format!("test -e {}", quote(&backup_file)), None)
+            .await?
+            .rc
+            == 0;
         if let Err(e) = put(ctx, path, &after, job.backup).await? {
             return Ok(Outcome::failed(format!(
                 "sshd_config: sshd refuses the new {path}, nothing installed: {e}"
@@ -568,7 +577,14 @@ impl Module for SshdConfig {
             Ok(()) => apply(ctx, &job).await?,
         };
         if let Err(why) = applied {
-            let undone = undo(ctx, &job, path, &before).await?;
+            let mut undone = undo(ctx, &job, path, &before).await?;
+            // The backup this run made holds what is back in place now.
+            if job.backup && !had_backup {
+                let rm = run(ctx, format!("rm -f -- {}", quote(&backup_file)), None).await?;
+                if rm.rc != 0 {
+                    undone.push_str(&format!(" ({backup_file} left behind)"));
+                }
+            }
             return Ok(Outcome::failed(format!("sshd_config: {why}; {undone}")));
         }
         let mut o = Outcome::changed()
@@ -578,15 +594,14 @@ impl Module for SshdConfig {
             ))
             .with("path", path);
         if job.backup {
-            o = o.with("backup_file", format!("{path}.mailrun-orig"));
+            o = o.with("backup_file", backup_file);
         }
         o.diff = diff;
         Ok(o)
     }
 }
 
-/// Puts `before` back at `path` and reloads sshd; says how that went. A
-/// backup made by this run goes too (the original is unchanged).
+/// Puts `before` back at `path` and reloads sshd; says how that went.
 async fn undo(ctx: &Context, job: &Job, path: &str, before: &str) -> Result<String, ConnError> {
     let back = put(ctx, path, before, false).await?;
     let reloaded = if job.reload {
@@ -747,6 +762,19 @@ mod tests {
             keyword("  PermitRootLogin=no"),
             Some("permitrootlogin".into())
         );
+    }
+
+    #[test]
+    fn line_ends_are_kept() {
+        let no_nl = "Port 22\nPermitRootLogin no";
+        assert_eq!(edit(no_nl, &set("PermitRootLogin", "no"), true), no_nl);
+        let crlf = "Port 22\r\nPermitRootLogin no\r\n";
+        assert_eq!(edit(crlf, &set("PermitRootLogin", "no"), true), crlf);
+        assert_eq!(
+            edit(crlf, &set("PermitRootLogin", "yes"), true),
+            "Port 22\r\nPermitRootLogin yes\r\n"
+        );
+        assert_eq!(edit("", &set("Port", "2222"), true), "Port 2222\n");
     }
 
     #[test]

@@ -123,6 +123,17 @@ impl Init {
         }
     }
 
+    /// The service's own status report (for a failure message).
+    pub(super) fn status(&self, name: &str) -> String {
+        match self {
+            Init::Systemd => format!(
+                "systemctl status --no-pager -n 5 -- {} 2>&1 | tail -n 12",
+                quote(name)
+            ),
+            Init::SysV => format!("/etc/init.d/{name} status </dev/null 2>&1 | tail -n 12"),
+        }
+    }
+
     /// The command that enables or disables the service at boot.
     pub(super) fn enable(&self, name: &str, on: bool) -> String {
         match self {
@@ -221,12 +232,13 @@ impl Module for Service {
             let script = init.probe(name);
             let ctx_conn = ctx.conn.clone();
             let become_user = ctx.become_user.clone();
+            let timeout = ctx.timeout;
             async move {
                 let out = ctx_conn
                     .exec(&crate::connection::Command {
                         cmd: script,
                         stdin: None,
-                        timeout: None,
+                        timeout,
                         become_user,
                     })
                     .await?;
@@ -319,7 +331,15 @@ impl Module for Service {
             _ => None,
         };
         if let Some(why) = bad {
-            return Ok(Outcome::failed(format!("service: {why}")));
+            // What the service says about itself.
+            let status = super::sh(ctx, &init.status(name)).await?;
+            let text = format!("{}{}", status.stdout_str(), status.stderr_str());
+            let text = text.trim();
+            return Ok(Outcome::failed(if text.is_empty() {
+                format!("service: {why}")
+            } else {
+                format!("service: {why}; status (rc {}): {text}", status.rc)
+            }));
         }
         let mut o = Outcome::changed()
             .msg(format!("{name}: {}", done.join(", ")))
