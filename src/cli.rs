@@ -16,6 +16,10 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub run: PlaybookArgs,
+    /// A folder of plugin modules, searched first (repeatable, or a `:` list;
+    /// then MAILRUN_MODULE_PATH, `modules/` beside the playbook, the project's `modules/`).
+    #[arg(long = "module-path", value_name = "DIR", global = true)]
+    pub module_path: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,7 +13,8 @@
 //! - [`template`], [`expr`]: handlebars rendering (strict) and the
 //!   `when`/`changed_when`/`failed_when`/`until` expression language.
 //! - [`module`], [`modules`]: the module contract and the built-in modules
-//!   (one file each, one registry line each).
+//!   (one file each, one registry line each); [`plugin`]: modules in any
+//!   language from `modules/` folders, run over a JSON protocol.
 //! - [`connection`], [`local`], [`ssh`]: what a module may do on a host; the
 //!   local connection; the SSH pool on russh (sessions, auth, known_hosts,
 //!   SFTP, sudo).
@@ -66,6 +67,7 @@ pub mod local;
 pub mod module;
 pub mod modules;
 pub mod playbook;
+pub mod plugin;
 pub mod quote;
 pub mod report;
 pub mod run;

@@ -137,6 +137,11 @@ pub struct ArgError {
 #[async_trait]
 pub trait Module: Send + Sync {
     fn doc(&self) -> ModuleDoc;
+    /// Why the module cannot be used at all (a plugin whose `describe`
+    /// failed); checked before its arguments.
+    fn unusable(&self) -> Option<ArgError> {
+        None
+    }
     /// Typed parse of rendered arguments (serde, `deny_unknown_fields`).
     fn parse(&self, args: &Value) -> Result<(), ArgError>;
     /// Runs with rendered arguments. Failures on the host are an Outcome

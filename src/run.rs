@@ -4,6 +4,7 @@ use crate::cli::{AdhocArgs, Cli, Command, CommonArgs, InventoryArgs, Output, Pla
 use crate::engine::{self, event::Reporter, RunOptions};
 use crate::error::{exit, Error, Result};
 use crate::inventory::Inventory;
+use crate::module::Module as _;
 use crate::modules;
 use crate::playbook::{self, LoadOptions, Playbook};
 use crate::report::{Human, Json, TerminalPrompter};
@@ -54,14 +55,12 @@ pub fn main() -> i32 {
 }
 
 async fn dispatch(cli: Cli) -> Result<i32> {
+    find_plugins(&cli);
     match cli.command {
         Some(Command::Adhoc(a)) => adhoc(a).await,
         Some(Command::Inventory(a)) => inventory(a),
         Some(Command::Modules) => {
-            for m in modules::all() {
-                let d = m.doc();
-                crate::outln!("{:<16} {}", d.name, first_sentence(d.description));
-            }
+            list_modules();
             Ok(exit::OK)
         }
         Some(Command::Doc { module }) => doc(&module),
@@ -69,7 +68,69 @@ async fn dispatch(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Finds the plugin modules this command may use (see
+/// [`crate::plugin::search_dirs`]) and prints what was not taken.
+fn find_plugins(cli: &Cli) {
+    let (playbooks, inventories): (&[PathBuf], &[String]) = match &cli.command {
+        Some(Command::Adhoc(a)) => (&[], &a.common.inventory),
+        Some(Command::Inventory(_)) => return,
+        Some(_) => (&[], &[]),
+        None => (&cli.run.playbooks, &cli.run.common.inventory),
+    };
+    let dirs = crate::plugin::search_dirs(&cli.module_path, playbooks, inventories);
+    for w in crate::plugin::install(&dirs) {
+        crate::errln!("[WARNING]: {w}");
+    }
+}
+
+/// `mailrun modules`: built-ins, Ansible aliases and plugins, one line each.
+fn list_modules() {
+    let mut lines: Vec<(String, String)> = modules::all()
+        .iter()
+        .map(|m| {
+            let d = m.doc();
+            (
+                d.name.to_string(),
+                first_sentence(d.description).to_string(),
+            )
+        })
+        .collect();
+    for (alias, target) in modules::ALIASES {
+        lines.push((
+            alias.to_string(),
+            format!("alias of {target} (Ansible's name)"),
+        ));
+    }
+    for name in crate::plugin::names() {
+        if let Some(p) = crate::plugin::get(name) {
+            let d = p.doc();
+            lines.push((
+                name.to_string(),
+                format!(
+                    "{} [plugin: {}]",
+                    first_sentence(d.description),
+                    p.path.display()
+                ),
+            ));
+        }
+    }
+    lines.sort();
+    for (name, text) in lines {
+        crate::outln!("{name:<16} {text}");
+    }
+}
+
 fn doc(name: &str) -> Result<i32> {
+    let name = name.strip_prefix("ansible.builtin.").unwrap_or(name);
+    if let Some((_, target)) = modules::ALIASES.iter().find(|(a, _)| *a == name) {
+        crate::outln!("{name} is Ansible's name for {target}: the same arguments.\n");
+    }
+    if let Some(p) = crate::plugin::get(name).filter(|_| modules::builtin(name).is_none()) {
+        if let Some(e) = p.unusable() {
+            return Err(Error::Other(e.msg));
+        }
+        crate::outln!("plugin module: {}", p.path.display());
+    }
     let Some(m) = modules::get(name) else {
         let help = crate::suggest::did_you_mean(name, modules::names())
             .map(|h| format!(" ({h})"))
@@ -359,6 +420,9 @@ async fn adhoc(mut a: AdhocArgs) -> Result<i32> {
             .unwrap_or_default();
         return Err(Error::Parse(format!("unknown module '{}'{help}", a.module)));
     };
+    if let Some(e) = module.unusable() {
+        return Err(Error::Parse(e.msg));
+    }
     let doc = module.doc();
     let trimmed = a.args.trim_start();
     let args = if trimmed.starts_with('{') {

@@ -51,13 +51,30 @@ fn table() -> &'static [(&'static str, &'static dyn Module)] {
     })
 }
 
-/// The built-in module called `name`.
-pub fn get(name: &str) -> Option<&'static dyn Module> {
+/// Ansible's module names where the arguments are the same: (alias, module).
+pub const ALIASES: &[(&str, &str)] = &[
+    ("copy", "file_copy"),
+    ("systemd", "service"),
+    ("systemd_service", "service"),
+];
+
+/// The built-in module called `name`, or whose Ansible alias it is.
+pub fn builtin(name: &str) -> Option<&'static dyn Module> {
+    let name = ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name, |(_, target)| *target);
     table()
         .binary_search_by_key(&name, |(n, _)| *n)
         .ok()
         .and_then(|i| table().get(i))
         .map(|(_, m)| *m)
+}
+
+/// The module called `name`: a built-in, an alias, or a plugin module
+/// (see [`crate::plugin`]).
+pub fn get(name: &str) -> Option<&'static dyn Module> {
+    builtin(name).or_else(|| crate::plugin::get(name).map(|p| p as &dyn Module))
 }
 
 /// Every built-in module, sorted by name.
@@ -66,9 +83,14 @@ pub fn all() -> &'static [&'static dyn Module] {
     ALL.get_or_init(|| table().iter().map(|(_, m)| *m).collect())
 }
 
-/// The names of the built-in modules, sorted.
+/// Every name a task may use: built-ins, aliases and plugins, sorted.
 pub fn names() -> Vec<&'static str> {
-    table().iter().map(|(n, _)| *n).collect()
+    let mut n: Vec<&'static str> = table().iter().map(|(n, _)| *n).collect();
+    n.extend(ALIASES.iter().map(|(a, _)| *a));
+    n.extend(crate::plugin::names());
+    n.sort_unstable();
+    n.dedup();
+    n
 }
 
 /// Runs a shell script on the task's host as the task's become user.
@@ -235,15 +257,22 @@ mod tests {
 
     #[test]
     fn registry_is_sorted_and_complete() {
-        let names = names();
-        let mut sorted = names.clone();
+        let builtins: Vec<&str> = all().iter().map(|m| m.doc().name).collect();
+        let mut sorted = builtins.clone();
         sorted.sort();
         sorted.dedup();
-        assert_eq!(names, sorted);
-        assert_eq!(all().len(), names.len());
-        for (m, name) in all().iter().zip(&names) {
-            assert_eq!(m.doc().name, *name);
+        assert_eq!(builtins, sorted);
+        for name in &builtins {
             assert!(get(name).is_some_and(|g| g.doc().name == *name));
+            assert!(names().contains(name));
+        }
+        for (alias, target) in ALIASES {
+            assert!(!builtins.contains(alias), "alias {alias} is a module name");
+            assert!(
+                get(alias).is_some_and(|g| g.doc().name == *target),
+                "{alias}"
+            );
+            assert!(names().contains(alias));
         }
         assert!(get("nope").is_none());
         for want in ["command", "file_copy", "pause", "shell", "template"] {

@@ -788,6 +788,9 @@ impl Loader<'_> {
         let Some(m) = modules::get(&t.module) else {
             return Err(src.err(mkey.pos, format!("unknown module '{}'", t.module)));
         };
+        if let Some(e) = m.unusable() {
+            return Err(src.err_help(mkey.pos, e.msg, e.help));
+        }
         let doc = m.doc();
         // An empty value has no place of its own: point at the module's name.
         let mval_pos = if mval.is_null() { mkey.pos } else { mval.pos };
@@ -916,6 +919,7 @@ impl Inherit {
 fn short_name(name: &str) -> &str {
     name.strip_prefix("ansible.builtin.")
         .or_else(|| name.strip_prefix("ansible.legacy."))
+        .or_else(|| name.strip_prefix("ansible.posix."))
         .unwrap_or(name)
 }
 
