@@ -405,7 +405,8 @@ fn excerpt(bytes: &[u8]) -> String {
 /// Asks the plugin to describe itself and turns the answer into its doc.
 fn describe(name: &'static str, path: &Path) -> Result<(ModuleDoc, Map<String, Value>), String> {
     let request = json!({"protocol": PROTOCOL, "request": "describe", "module": name});
-    let (code, stdout, stderr) = run_local(path, request.to_string().as_bytes(), DESCRIBE_TIMEOUT)?;
+    let (code, stdout, stderr) =
+        run_local(path, format!("{request}\n").as_bytes(), DESCRIBE_TIMEOUT)?;
     let note = stderr_note(&stderr);
     let answer: Value = match serde_json::from_slice(&stdout) {
         Ok(v @ Value::Object(_)) => v,
@@ -990,7 +991,7 @@ impl Module for Plugin {
             return Ok(Outcome::failed(e.msg));
         }
         let request = match self.request(ctx, &args) {
-            Ok(r) => r.to_string().into_bytes(),
+            Ok(r) => format!("{r}\n").into_bytes(),
             Err(e) => return Ok(Outcome::failed(e.msg)),
         };
         let file = self.remote_file();
