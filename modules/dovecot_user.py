@@ -22,7 +22,7 @@ DESCRIBE = {
         "(user:{SCHEME}hash:uid:gid::home::extra_fields): created, updated or removed. "
         "A plain `password` is hashed; on later runs it is checked against the stored "
         "hash, so an unchanged password is not re-hashed. Fields not given are kept "
-        "(or empty for a new entry). Dovecot re-reads the file by itself."
+        "(or empty for a new entry). Dovecot re-reads the file by itself (it looks at most once a second)."
     ),
     "check_mode": True,
     "args": {
@@ -199,9 +199,11 @@ def run(req):
 def write(path, text, exists):
     """Atomically, keeping the file's mode and owner."""
     directory = os.path.dirname(os.path.abspath(path))
+    old_mtime = None
     if exists:
         st = os.stat(path)
         mode, uid, gid = st.st_mode & 0o7777, st.st_uid, st.st_gid
+        old_mtime = int(st.st_mtime)
     else:
         mode, uid, gid = 0o640, os.getuid(), -1
         try:
@@ -218,6 +220,10 @@ def write(path, text, exists):
             os.chown(tmp, uid, gid)
         except PermissionError:
             pass
+        # Dovecot re-reads a passwd-file when its mtime (in seconds) or size
+        # changes: a change within the same second must still be seen.
+        if old_mtime is not None and int(os.stat(tmp).st_mtime) <= old_mtime:
+            os.utime(tmp, (old_mtime + 1, old_mtime + 1))
         os.rename(tmp, path)
     except BaseException:
         os.unlink(tmp)
