@@ -42,6 +42,21 @@ const EVERY_MODULE: &str = r#"
       template:
         src: "{{ root }}/t.hbs"
         dest: /root/templated.txt
+    - name: copy (Ansible's name for file_copy)
+      ansible.builtin.copy:
+        content: "[main]\n#Port 1\nend\n"
+        dest: /root/lines.conf
+        force: false
+    - name: lineinfile regexp
+      lineinfile:
+        path: /root/lines.conf
+        regexp: "^#?Port "
+        line: "Port 2000"
+    - name: lineinfile insertafter
+      lineinfile:
+        path: /root/lines.conf
+        line: "host={{ inventory_hostname }}"
+        insertafter: '^\[main\]'
     - name: debug
       debug:
         msg: "on {{ inventory_hostname }}"
@@ -92,6 +107,10 @@ fn every_module_runs_remotely_and_twice_changes_nothing() {
         assert_eq!(
             lab.sh(&name, "cat /root/templated.txt"),
             format!("host={name} addr={addr}\n")
+        );
+        assert_eq!(
+            lab.sh(&name, "cat /root/lines.conf"),
+            format!("[main]\nhost={name}\nPort 2000\nend\n")
         );
         // No temp file left beside the destinations.
         assert_eq!(

@@ -464,7 +464,7 @@ async fn host_stat(ctx: &Context, path: &str) -> Result<Option<FileStat>, ConnEr
         .map_err(|e| ConnError::Io(format!("cannot stat {path}: {e}")))
 }
 
-async fn host_read(ctx: &Context, path: &str) -> Result<Option<Vec<u8>>, ConnError> {
+pub(super) async fn host_read(ctx: &Context, path: &str) -> Result<Option<Vec<u8>>, ConnError> {
     if ctx.become_user.is_none() {
         return ctx.conn.read_file(path).await;
     }

@@ -31,6 +31,7 @@ modules! {
     fail => Fail,
     file_copy => FileCopy,
     hostkey => KnownHostsModule,
+    lineinfile => LineInFile,
     mail_verify => MailVerify,
     pause => Pause,
     ping => Ping,
