@@ -35,6 +35,25 @@ pub enum Command {
         /// The module's name.
         module: String,
     },
+    /// Print a shell completion script (bash, zsh or fish) made from this command line.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff), made from this command line: `mailrun man > mailrun.1`.
+    Man {
+        /// Write one page per command (mailrun.1, mailrun-adhoc.1, …) into DIR instead.
+        #[arg(long = "out-dir", value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

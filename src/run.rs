@@ -64,8 +64,46 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             Ok(exit::OK)
         }
         Some(Command::Doc { module }) => doc(&module),
+        Some(Command::Completions { shell }) => {
+            completions(shell);
+            Ok(exit::OK)
+        }
+        Some(Command::Man { out_dir }) => man(out_dir.as_deref()),
         None => playbooks(cli.run).await,
     }
+}
+
+/// `mailrun completions SHELL`: clap_complete's script for the CLI as defined.
+fn completions(shell: crate::cli::Shell) {
+    use clap::CommandFactory;
+    use clap_complete::{generate, shells};
+    let mut cmd = Cli::command();
+    let mut out = std::io::stdout();
+    match shell {
+        crate::cli::Shell::Bash => generate(shells::Bash, &mut cmd, "mailrun", &mut out),
+        crate::cli::Shell::Zsh => generate(shells::Zsh, &mut cmd, "mailrun", &mut out),
+        crate::cli::Shell::Fish => generate(shells::Fish, &mut cmd, "mailrun", &mut out),
+    }
+}
+
+/// `mailrun man`: the man page on stdout, or with `--out-dir` one page per
+/// command (mailrun.1, mailrun-adhoc.1, …) written there.
+fn man(out_dir: Option<&Path>) -> Result<i32> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    match out_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            clap_mangen::generate_to(cmd, dir)?;
+            crate::outln!("man pages written to {}", dir.display());
+        }
+        None => {
+            let mut out: Vec<u8> = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut out)?;
+            crate::out!("{}", String::from_utf8_lossy(&out));
+        }
+    }
+    Ok(exit::OK)
 }
 
 /// Finds the plugin modules this command may use (see
