@@ -63,6 +63,12 @@ pub enum Output {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConnectionType {
+    Local,
+    Ssh,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum HostKeyChecking {
     Strict,
     AcceptNew,
@@ -117,6 +123,14 @@ pub struct CommonArgs {
     /// Ask for the become (sudo) password.
     #[arg(short = 'K', long = "ask-become-pass")]
     pub ask_become_pass: bool,
+    /// The connection type for every host: `local` runs on this machine,
+    /// `ssh` over the pool (as `-e ansible_connection=…`).
+    #[arg(short = 'c', long = "connection", value_enum, value_name = "TYPE")]
+    pub connection: Option<ConnectionType>,
+    /// Stop any task that runs longer than this many seconds (a task's own
+    /// `timeout` wins; 0: no limit).
+    #[arg(long = "task-timeout", value_name = "SECONDS")]
+    pub task_timeout: Option<u64>,
     /// How unknown and changed host keys are treated.
     #[arg(long = "host-key-checking", value_enum, default_value_t = HostKeyChecking::Strict)]
     pub host_key_checking: HostKeyChecking,

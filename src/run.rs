@@ -301,7 +301,16 @@ pub fn extra_vars(values: &[String]) -> Result<Map<String, Value>> {
     Ok(out)
 }
 
-fn run_options(c: &CommonArgs, extra: Map<String, Value>) -> RunOptions {
+fn run_options(c: &CommonArgs, mut extra: Map<String, Value>) -> RunOptions {
+    if let Some(t) = c.connection {
+        let name = match t {
+            crate::cli::ConnectionType::Local => "local",
+            crate::cli::ConnectionType::Ssh => "ssh",
+        };
+        extra
+            .entry("ansible_connection")
+            .or_insert_with(|| Value::String(name.into()));
+    }
     RunOptions {
         forks: c.forks as usize,
         check: c.check,
@@ -310,6 +319,7 @@ fn run_options(c: &CommonArgs, extra: Map<String, Value>) -> RunOptions {
         become_: c.become_,
         become_user: c.become_user.clone(),
         limit: c.limit.clone(),
+        task_timeout: c.task_timeout,
         ..Default::default()
     }
 }

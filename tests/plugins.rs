@@ -413,6 +413,32 @@ fn adhoc_and_no_log_work_for_plugins() {
     );
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stdout.contains("s3cr3t-t0ken"));
+    // Ansible's -c local and --task-timeout, for a plugin that hangs.
+    misbehaving(&p, "hangs", "sleep 60");
+    let r = p.run_env(
+        &[
+            "adhoc",
+            "anyhost",
+            "-i",
+            "anyhost,",
+            "-c",
+            "local",
+            "-m",
+            "hangs",
+            "--task-timeout",
+            "2",
+            "--output",
+            "json",
+        ],
+        &env,
+    );
+    assert_eq!(r.code, 2, "{}", r.all());
+    let m = msg(&r, "hangs", "anyhost");
+    assert!(
+        m.contains("plugin module hangs") && m.contains("timeout of 2 s"),
+        "{}",
+        r.all()
+    );
     p.file(
         "b.yml",
         "- hosts: localhost\n  tasks:\n    - name: quiet\n      secretive:\n        x: \"1\"\n      no_log: true\n      register: s\n    - name: uid\n      debug:\n        msg: \"{{ s.uid }}\"\n",

@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub playbook_dir: Option<PathBuf>,
     /// The SSH pool (one per run); None: a pool with default settings.
     pub ssh: Option<Arc<crate::ssh::Pool>>,
+    /// `--task-timeout`: seconds for every task without its own `timeout`.
+    pub task_timeout: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -54,6 +56,7 @@ impl Default for RunOptions {
             limit: None,
             start_at_task: None,
             playbook_dir: None,
+            task_timeout: None,
             ssh: None,
         }
     }

@@ -761,7 +761,11 @@ impl Shared {
                 host: host.to_string(),
                 hidden: task.no_log,
             }),
-            timeout: task.timeout.map(Duration::from_secs),
+            timeout: task
+                .timeout
+                .or(self.opts.task_timeout)
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs),
             hosts: Arc::new(OtherHosts {
                 shared: self.clone(),
                 play_user: if play_local {
