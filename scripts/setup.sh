@@ -9,10 +9,11 @@ if ! command -v cargo >/dev/null 2>&1; then
   # Debian's toolchain may be older than mailrun's minimum (Rust 1.85).
   need_apt+=(cargo rustc)
 fi
-# The test lab: sshd (and Dovecot) hosts in network namespaces (tests/lab/lab.sh).
+# The test lab: sshd (and Dovecot) hosts in network namespaces (tests/lab/lab.sh);
+# python3 and openssl for the plugin modules in modules/.
 for pkg_cmd in openssh-server:/usr/sbin/sshd openssh-client:/usr/bin/ssh iproute2:/sbin/ip \
                sudo:/usr/bin/sudo util-linux:/usr/bin/nsenter procps:/usr/bin/pkill \
-               time:/usr/bin/time passwd:/usr/sbin/chpasswd \
+               time:/usr/bin/time passwd:/usr/sbin/chpasswd openssl:/usr/bin/openssl \
                dovecot-core:/usr/sbin/dovecot dovecot-imapd:/usr/lib/dovecot/imap \
                dovecot-lmtpd:/usr/lib/dovecot/lmtp dovecot-sieve:/usr/bin/sievec \
                dovecot-managesieved:/usr/lib/dovecot/managesieve; do
