@@ -53,17 +53,31 @@ static REGISTRY: OnceLock<Registry> = OnceLock::new();
 /// 4. the project's `modules/`: the nearest one found going up from each
 ///    playbook's directory, the inventory's directory and the current
 ///    directory, stopping at a repository root (a directory holding `.git`).
+///
+/// Also returns warnings for `--module-path`/`MAILRUN_MODULE_PATH` entries
+/// that are not folders.
 pub fn search_dirs(
     module_path: &[PathBuf],
     playbooks: &[PathBuf],
     inventories: &[String],
-) -> Vec<PathBuf> {
+) -> (Vec<PathBuf>, Vec<String>) {
     let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut warnings = Vec::new();
+    let mut given = |d: PathBuf, origin: &str| {
+        if !d.is_dir() {
+            warnings.push(format!("{origin} {}: no such folder", d.display()));
+        }
+        dirs.push(d);
+    };
     for p in module_path {
-        dirs.extend(std::env::split_paths(p));
+        for d in std::env::split_paths(p) {
+            given(d, "--module-path");
+        }
     }
     if let Some(env) = std::env::var_os("MAILRUN_MODULE_PATH") {
-        dirs.extend(std::env::split_paths(&env).filter(|p| !p.as_os_str().is_empty()));
+        for d in std::env::split_paths(&env).filter(|p| !p.as_os_str().is_empty()) {
+            given(d, "MAILRUN_MODULE_PATH");
+        }
     }
     let dir_of = |p: &Path| match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -91,7 +105,7 @@ pub fn search_dirs(
             dirs.push(d);
         }
     }
-    dirs
+    (dirs, warnings)
 }
 
 /// The nearest `modules/` folder at or above `start`, not beyond the
@@ -745,11 +759,14 @@ impl Plugin {
             .await
     }
 
-    /// Uploads the plugin unless another task of this run just did.
-    async fn upload(&self, ctx: &Context) -> Result<Option<Outcome>, ConnError> {
+    /// Uploads the plugin, once per host, user and content in this run:
+    /// a task that waited while another uploaded it just runs it again
+    /// (`force` uploads anyway).
+    async fn upload(&self, ctx: &Context, force: bool) -> Result<Option<Outcome>, ConnError> {
         let key = format!(
-            "{}\0{}\0{}",
+            "{}\0{:?}\0{}\0{}",
             ctx.host,
+            ctx.conn.address(),
             ctx.become_user.as_deref().unwrap_or(""),
             self.sha256
         );
@@ -758,7 +775,7 @@ impl Plugin {
             .map(|mut m| m.entry(key).or_default().clone())
             .unwrap_or_default();
         let mut done = lock.lock().await;
-        if *done {
+        if *done && !force {
             return Ok(None);
         }
         let out = self
@@ -1002,7 +1019,7 @@ impl Module for Plugin {
                 d.as_secs()
             ))
         };
-        let mut uploaded = false;
+        let mut uploads = 0;
         loop {
             let out = match self.exec(ctx, run_script(&file), request.clone()).await {
                 Ok(o) => o,
@@ -1016,15 +1033,16 @@ impl Module for Plugin {
             if !missing {
                 return Ok(answer(&self.label(), &out));
             }
-            if uploaded {
+            uploads += 1;
+            if uploads > 2 {
                 return Ok(Outcome::failed(format!(
                     "{}: uploaded, but the host cannot find or run it in its private directory",
                     self.label()
                 )));
             }
-            match self.upload(ctx).await {
+            match self.upload(ctx, uploads == 2).await {
                 Ok(Some(failed)) => return Ok(failed),
-                Ok(None) => uploaded = true,
+                Ok(None) => {}
                 Err(ConnError::Timeout(d)) => return Ok(timed_out(d)),
                 Err(e) => return Err(e),
             }

@@ -115,8 +115,9 @@ fn find_plugins(cli: &Cli) {
         Some(_) => (&[], &[]),
         None => (&cli.run.playbooks, &cli.run.common.inventory),
     };
-    let dirs = crate::plugin::search_dirs(&cli.module_path, playbooks, inventories);
-    for w in crate::plugin::install(&dirs) {
+    let (dirs, mut warnings) = crate::plugin::search_dirs(&cli.module_path, playbooks, inventories);
+    warnings.extend(crate::plugin::install(&dirs));
+    for w in warnings {
         crate::errln!("[WARNING]: {w}");
     }
 }
