@@ -155,6 +155,8 @@ fn list_modules() {
     }
     lines.sort();
     for (name, text) in lines {
+        // One line each, whatever a plugin's description holds.
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
         crate::outln!("{name:<16} {text}");
     }
 }
