@@ -711,12 +711,25 @@ fn upload_locks() -> &'static UploadLocks {
 /// `/tmp/mailrun-UID/plugins`.
 const DIRS: &str = r#""${HOME:+$HOME/.cache/mailrun/plugins}" "/tmp/mailrun-$(id -u)/plugins""#;
 
-/// Runs the plugin file if it is there, else says it is missing.
-fn run_script(file: &str) -> String {
+/// Runs the plugin file if it is there, else says it is missing. With a
+/// limit, the host's `timeout` stops it (its whole process group) so that
+/// what it wrote to stderr still comes back.
+fn run_script(file: &str, limit: Option<Duration>) -> String {
+    let wrap = match limit {
+        Some(l) => format!(
+            "t='timeout -k 1 {}'; command -v timeout >/dev/null 2>&1 || t=''; ",
+            l.as_secs().max(1)
+        ),
+        None => "t=''; ".into(),
+    };
     format!(
-        "for d in {DIRS}; do if [ -n \"$d\" ] && [ -O \"$d\" ] && [ -f \"$d/{file}\" ] && [ -x \"$d/{file}\" ]; then exec \"$d/{file}\"; fi; done; echo {MISSING} >&2; exit {MISSING_RC}"
+        "{wrap}for d in {DIRS}; do if [ -n \"$d\" ] && [ -O \"$d\" ] && [ -f \"$d/{file}\" ] && [ -x \"$d/{file}\" ]; then exec $t \"$d/{file}\"; fi; done; echo {MISSING} >&2; exit {MISSING_RC}"
     )
 }
+
+/// How much longer than the task's limit the connection waits for the
+/// host's `timeout` to report.
+const REPORT_GRACE: Duration = Duration::from_secs(3);
 
 /// Puts stdin into the first private directory that is ours, replacing
 /// older versions of the same plugin.
@@ -748,12 +761,13 @@ impl Plugin {
         ctx: &Context,
         cmd: String,
         stdin: Vec<u8>,
+        timeout: Option<Duration>,
     ) -> Result<ExecOutput, ConnError> {
         ctx.conn
             .exec(&connection::Command {
                 cmd,
                 stdin: Some(stdin),
-                timeout: ctx.timeout,
+                timeout,
                 become_user: ctx.become_user.clone(),
             })
             .await
@@ -783,6 +797,7 @@ impl Plugin {
                 ctx,
                 upload_script(self.doc.name, &self.remote_file()),
                 self.content.to_vec(),
+                ctx.timeout,
             )
             .await?;
         if out.rc != 0 {
@@ -1021,11 +1036,24 @@ impl Module for Plugin {
         };
         let mut uploads = 0;
         loop {
-            let out = match self.exec(ctx, run_script(&file), request.clone()).await {
+            let started = Instant::now();
+            let script = run_script(&file, ctx.timeout);
+            let limit = ctx.timeout.map(|t| t + REPORT_GRACE);
+            let out = match self.exec(ctx, script, request.clone(), limit).await {
                 Ok(o) => o,
-                Err(ConnError::Timeout(d)) => return Ok(timed_out(d)),
+                Err(ConnError::Timeout(_)) => {
+                    return Ok(timed_out(ctx.timeout.unwrap_or_default()))
+                }
                 Err(e) => return Err(e),
             };
+            // The host's `timeout` stopped it (124, or 137 after KILL).
+            if let Some(t) = ctx.timeout {
+                if matches!(out.rc, 124 | 137) && started.elapsed() >= t {
+                    let mut o = timed_out(t);
+                    o.msg = o.msg.map(|m| format!("{m}{}", stderr_note(&out.stderr)));
+                    return Ok(o);
+                }
+            }
             let missing = out.rc == MISSING_RC
                 && String::from_utf8_lossy(&out.stderr)
                     .trim_end()

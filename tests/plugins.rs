@@ -242,7 +242,14 @@ fn misbehaving_plugins_fail_naming_the_module_and_showing_stderr() {
             &["plugin module crash", "signal 11", "stderr: about to crash"],
         ),
         ("liar", &["plugin module liar", "status 3"]),
-        ("sleepy", &["plugin module sleepy", "timeout of 3 s"]),
+        (
+            "sleepy",
+            &[
+                "plugin module sleepy",
+                "timeout of 3 s",
+                "stderr: going to sleep",
+            ],
+        ),
         (
             "honest",
             &[

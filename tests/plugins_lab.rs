@@ -316,7 +316,7 @@ fn plugins_over_ssh_without_become_and_misbehaving() {
         r#"printf '{"changed": false, "failed": false, "uid": %s, "home": "%s"}\n' "$(id -u)" "$HOME""#,
     );
     write("crash", "echo 'about to crash' >&2; kill -SEGV $$");
-    write("sleepy", "sleep 120; echo '{}'");
+    write("sleepy", "echo 'sleeping now' >&2; sleep 120; echo '{}'");
     write(
         "garbage",
         "echo 'Traceback (most recent call last)'; echo 'oops' >&2",
@@ -368,7 +368,9 @@ fn plugins_over_ssh_without_become_and_misbehaving() {
             msg("crash")
         );
         assert!(
-            msg("sleepy").contains("plugin module sleepy") && msg("sleepy").contains("timeout"),
+            msg("sleepy").contains("plugin module sleepy")
+                && msg("sleepy").contains("timeout")
+                && msg("sleepy").contains("stderr: sleeping now"),
             "{}",
             msg("sleepy")
         );

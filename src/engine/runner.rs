@@ -788,7 +788,7 @@ impl Shared {
                 // The module ends its own commands at `t` (and says so); this
                 // is the backstop for one that does not.
                 Some(t) => {
-                    match tokio::time::timeout(t.saturating_add(Duration::from_secs(1)), run).await
+                    match tokio::time::timeout(t.saturating_add(Duration::from_secs(5)), run).await
                     {
                         Ok(r) => r,
                         Err(_) => Ok(Outcome::failed(format!(
