@@ -182,6 +182,14 @@ fn doc(name: &str) -> Result<i32> {
     };
     let d = m.doc();
     crate::outln!("{} — {}\n", d.name, d.description);
+    let aliases: Vec<&str> = modules::ALIASES
+        .iter()
+        .filter(|(_, target)| *target == d.name)
+        .map(|(alias, _)| *alias)
+        .collect();
+    if !aliases.is_empty() {
+        crate::outln!("Ansible's name: {}", aliases.join(", "));
+    }
     crate::outln!(
         "check mode: {}",
         if d.check_mode {
