@@ -142,6 +142,11 @@ pub trait Module: Send + Sync {
     fn unusable(&self) -> Option<ArgError> {
         None
     }
+    /// The checks of arguments as written (templates not yet rendered):
+    /// names, required ones, kinds of the values that are not templates.
+    fn check_args(&self, args: &Map<String, Value>) -> Result<(), ArgError> {
+        crate::modules::args::validate(&self.doc(), args)
+    }
     /// Typed parse of rendered arguments (serde, `deny_unknown_fields`).
     fn parse(&self, args: &Value) -> Result<(), ArgError>;
     /// Runs with rendered arguments. Failures on the host are an Outcome

@@ -551,7 +551,7 @@ pub fn parse_describe(
             "int" | "integer" => "int",
             "float" | "number" => "float",
             "list" => "list",
-            "dict" | "map" | "object" => "map",
+            "dict" | "map" | "object" => "dict",
             "raw" | "any" => "any",
             other => {
                 return Err(format!(
@@ -673,6 +673,12 @@ fn coerce(kind: &str, v: &Value) -> Result<Value, &'static str> {
         .ok_or("a number"),
         "list" => match v {
             Value::Array(_) => Ok(v.clone()),
+            Value::String(s) if s.trim_start().starts_with('[') => {
+                match serde_json::from_str::<Value>(s) {
+                    Ok(list @ Value::Array(_)) => Ok(list),
+                    _ => Err("a list"),
+                }
+            }
             Value::String(s) => Ok(Value::Array(
                 s.split(',')
                     .map(|w| Value::String(w.trim().to_string()))
@@ -682,8 +688,13 @@ fn coerce(kind: &str, v: &Value) -> Result<Value, &'static str> {
             Value::Number(_) | Value::Bool(_) => Ok(Value::Array(vec![v.clone()])),
             _ => Err("a list"),
         },
-        "map" => match v {
+        "dict" => match v {
             Value::Object(_) => Ok(v.clone()),
+            // `-a 'opts={"a": 1}'`: JSON text, as Ansible takes it.
+            Value::String(s) => match serde_json::from_str::<Value>(s) {
+                Ok(m @ Value::Object(_)) => Ok(m),
+                _ => Err("a mapping"),
+            },
             _ => Err("a mapping"),
         },
         k if k.contains('|') => {
@@ -974,48 +985,51 @@ impl Module for Plugin {
         })
     }
 
-    fn parse(&self, args: &Value) -> Result<(), ArgError> {
+    fn check_args(&self, args: &Map<String, Value>) -> Result<(), ArgError> {
         if let Some(e) = self.unusable() {
             return Err(e);
         }
-        let empty = Map::new();
-        let m = match args {
-            Value::Object(m) => m,
-            Value::Null => &empty,
-            other => {
-                return Err(ArgError {
-                    arg: None,
-                    msg: format!(
-                        "{}: arguments must be a mapping, found {other}",
-                        self.doc.name
-                    ),
-                    help: None,
-                })
+        // Converted first (`users=a,b` is a list, `"3"` an int), then checked.
+        let mut converted = Map::new();
+        for (k, v) in args {
+            let templated = matches!(v, Value::String(s) if crate::template::has_template(s));
+            let kind = self
+                .doc
+                .args
+                .iter()
+                .find(|a| a.name == k)
+                .map_or("any", |a| a.kind);
+            if v.is_null() || templated {
+                converted.insert(k.clone(), v.clone());
+                continue;
             }
-        };
-        crate::modules::args::validate(&self.doc, m)?;
-        {
-            for (k, v) in m {
-                let templated = matches!(v, Value::String(s) if crate::template::has_template(s));
-                if v.is_null() || templated {
-                    continue;
-                }
-                let kind = self
-                    .doc
-                    .args
-                    .iter()
-                    .find(|a| a.name == k)
-                    .map_or("any", |a| a.kind);
-                if let Err(e) = coerce(kind, v) {
+            match coerce(kind, v) {
+                Ok(c) => converted.insert(k.clone(), c),
+                Err(e) => {
                     return Err(ArgError {
                         arg: Some(k.clone()),
                         msg: format!("{}: argument '{k}' expects {e}, found {v}", self.doc.name),
                         help: None,
-                    });
+                    })
                 }
-            }
+            };
         }
-        Ok(())
+        crate::modules::args::validate(&self.doc, &converted)
+    }
+
+    fn parse(&self, args: &Value) -> Result<(), ArgError> {
+        match args {
+            Value::Object(m) => self.check_args(m),
+            Value::Null => self.check_args(&Map::new()),
+            other => Err(ArgError {
+                arg: None,
+                msg: format!(
+                    "{}: arguments must be a mapping, found {other}",
+                    self.doc.name
+                ),
+                help: None,
+            }),
+        }
     }
 
     async fn run(&self, ctx: &Context, args: Value) -> Result<Outcome, ConnError> {
@@ -1154,8 +1168,10 @@ mod tests {
         assert_eq!(coerce("string", &json!(5000)), Ok(json!("5000")));
         assert_eq!(coerce("list", &json!("a, b")), Ok(json!(["a", "b"])));
         assert_eq!(coerce("float", &json!("1.5")), Ok(json!(1.5)));
+        assert_eq!(coerce("dict", &json!(r#"{"a": 1}"#)), Ok(json!({"a": 1})));
+        assert_eq!(coerce("list", &json!("[1, 2]")), Ok(json!([1, 2])));
         assert!(coerce("int", &json!("x")).is_err());
-        assert!(coerce("map", &json!("x")).is_err());
+        assert!(coerce("dict", &json!("x")).is_err());
         assert!(coerce("a|b", &json!("c")).is_err());
     }
 

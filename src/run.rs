@@ -494,7 +494,7 @@ async fn adhoc(mut a: AdhocArgs) -> Result<i32> {
         modules::args::parse_kv(&a.args, doc.free_form)
             .map_err(|e| Error::Parse(format!("-a: {}: {e}", a.module)))?
     };
-    if let Err(e) = modules::args::validate(&doc, &args) {
+    if let Err(e) = module.check_args(&args) {
         let help = e.help.map(|h| format!(" ({h})")).unwrap_or_default();
         return Err(Error::Parse(format!("{}{help}", e.msg)));
     }

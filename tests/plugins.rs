@@ -546,3 +546,86 @@ fn search_order_shadowing_listing_and_doc() {
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(p.exists("a") && p.exists("b"));
 }
+
+#[test]
+fn arguments_arrive_converted_to_their_declared_types_with_defaults() {
+    let p = Project::new();
+    plugin(
+        &p,
+        "modules/echo_args.py",
+        r#"#!/usr/bin/env python3
+import json, sys
+req = json.load(sys.stdin)
+if req["request"] == "describe":
+    print(json.dumps({"protocol": 1, "name": "echo_args", "description": "Echoes.", "check_mode": True,
+        "args": {"n": {"type": "int", "description": "n"},
+                 "flag": {"type": "bool", "description": "f"},
+                 "names": {"type": "list", "description": "l"},
+                 "opts": {"type": "dict", "description": "d"},
+                 "ratio": {"type": "float", "description": "r"},
+                 "who": {"type": "str", "description": "w"},
+                 "mode": {"type": "str", "choices": ["a", "b"], "default": "b", "description": "m"},
+                 "absent": {"type": "str", "description": "never given"}},
+        "example": ""}))
+else:
+    print(json.dumps({"changed": False, "failed": False, "args": req["args"], "check": req["check"]}))
+"#,
+    );
+    let home = p.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let env = [("HOME", home.to_str().expect("utf-8"))];
+    let r = p.run_env(
+        &[
+            "adhoc",
+            "localhost",
+            "-i",
+            "hosts.ini",
+            "-m",
+            "echo_args",
+            "--output",
+            "json",
+            "-a",
+            r#"n=3 flag=yes names=a,b opts='{"k": 1}' ratio=1.5 who=5000"#,
+        ],
+        &env,
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    let args = &r.results("echo_args")[0]["result"]["args"];
+    assert_eq!(
+        args,
+        &serde_json::json!({"n": 3, "flag": true, "names": ["a", "b"], "opts": {"k": 1}, "ratio": 1.5, "who": "5000", "mode": "b"}),
+        "{}",
+        r.all()
+    );
+    // Templated values are converted after rendering; a bad choice is refused first.
+    p.file(
+        "b.yml",
+        "- hosts: localhost\n  vars:\n    many: x,y\n    forty: \"40\"\n  tasks:\n    - echo_args:\n        names: \"{{ many }}\"\n        n: \"{{ forty }}\"\n",
+    );
+    let r = p.run_env(&["b.yml", "-i", "hosts.ini", "--output", "json"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        r.results("echo_args")[0]["result"]["args"]["names"],
+        serde_json::json!(["x", "y"])
+    );
+    let r = p.run_env(
+        &[
+            "adhoc",
+            "localhost",
+            "-i",
+            "hosts.ini",
+            "-m",
+            "echo_args",
+            "-a",
+            "mode=c",
+        ],
+        &env,
+    );
+    assert_eq!(r.code, 4, "{}", r.all());
+    assert!(
+        r.stderr.contains("'mode'") && r.stderr.contains("'a', 'b'")
+            || r.stderr.contains("one of the choices"),
+        "{}",
+        r.all()
+    );
+}

@@ -844,7 +844,7 @@ impl Loader<'_> {
                 .unwrap_or(mval_pos);
             src.err_help(pos, e.msg, e.help)
         };
-        modules::args::validate(&doc, &args).map_err(refuse)?;
+        m.check_args(&args).map_err(refuse)?;
         check_templates(mval, src)?;
         // Arguments without templates can be checked in full now (types,
         // exclusive arguments, a module's own rules such as assert's `that`).
