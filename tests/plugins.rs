@@ -629,3 +629,31 @@ else:
         r.all()
     );
 }
+
+#[test]
+fn the_shipped_plugins_describe_themselves_and_their_examples_check() {
+    let p = Project::new();
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/modules");
+    let list = p.run_raw(&["modules", "--module-path", shipped]);
+    assert_eq!(list.code, 0, "{}", list.all());
+    assert!(list.stderr.is_empty(), "{}", list.all());
+    for name in ["mailbox_report", "dovecot_user"] {
+        assert!(
+            list.stdout
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains("[plugin: ")),
+            "{}",
+            list.all()
+        );
+        let doc = p.run_raw(&["doc", name, "--module-path", shipped]);
+        assert_eq!(doc.code, 0, "{}", doc.all());
+        let example = doc.stdout.split("\nexample:\n").nth(1).expect("an example");
+        let tasks: String = example.lines().map(|l| format!("    {l}\n")).collect();
+        p.file(
+            "ex.yml",
+            &format!("- hosts: localhost\n  vars:\n    alice_password: x\n  tasks:\n{tasks}"),
+        );
+        let r = p.run_raw(&["ex.yml", "--syntax-check", "--module-path", shipped]);
+        assert_eq!(r.code, 0, "{name}: {}\n{tasks}", r.all());
+    }
+}
