@@ -129,7 +129,7 @@ fn exit_code(status: &std::process::ExitStatus) -> i32 {
 }
 
 /// SIGKILL to a process group (no `unsafe`: through kill(1)).
-fn kill_group(pgid: u32) {
+pub(crate) fn kill_group(pgid: u32) {
     let _ = std::process::Command::new("kill")
         .args(["-KILL", "--", &format!("-{pgid}")])
         .stdin(Stdio::null())

@@ -312,8 +312,12 @@ type LocalRun = (Result<i32, String>, Vec<u8>, Vec<u8>);
 /// Runs `path` on the control machine with `input` on stdin; kills it after
 /// `timeout`.
 fn run_local(path: &Path, input: &[u8], timeout: Duration) -> Result<LocalRun, String> {
+    use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
     let mut child = Command::new(path)
+        // Its own process group: a timeout ends its children too (they
+        // would otherwise hold the output pipes open).
+        .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -354,6 +358,7 @@ fn run_local(path: &Path, input: &[u8], timeout: Duration) -> Result<LocalRun, S
         match child.try_wait() {
             Ok(Some(st)) => break st,
             Ok(None) if Instant::now() >= deadline => {
+                crate::local::kill_group(child.id());
                 let _ = child.kill();
                 let _ = child.wait();
                 let _ = writer.join();
@@ -368,6 +373,8 @@ fn run_local(path: &Path, input: &[u8], timeout: Duration) -> Result<LocalRun, S
             Err(e) => return Err(format!("waiting for {}: {e}", path.display())),
         }
     };
+    // Whatever it left running in the background would hold the pipes.
+    crate::local::kill_group(child.id());
     let _ = writer.join();
     let stdout = out.join().unwrap_or_default();
     let stderr = err.join().unwrap_or_default();

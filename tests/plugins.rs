@@ -308,6 +308,8 @@ fn a_plugin_that_cannot_describe_itself_stops_the_run_before_any_host() {
             "echo 'ImportError: no module named yaml' >&2; exit 1",
             "ImportError",
         ),
+        // A child holding the pipes must not stretch the 10 s limit.
+        ("hangs", "sleep 60 & sleep 60", "did not answer within 10 s"),
     ];
     for (name, body, want) in cases {
         plugin(
