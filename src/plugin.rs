@@ -42,6 +42,8 @@ struct Entry {
 struct Registry {
     /// Sorted by name.
     entries: Vec<Entry>,
+    /// Files that look like plugins but were not taken: (name, why).
+    not_taken: Vec<(String, String)>,
 }
 
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
@@ -131,6 +133,7 @@ pub fn install(dirs: &[PathBuf]) -> Vec<String> {
     let mut warnings = Vec::new();
     let mut seen_dirs: Vec<PathBuf> = Vec::new();
     let mut entries: Vec<Entry> = Vec::new();
+    let mut not_taken: Vec<(String, String)> = Vec::new();
     for dir in dirs {
         let Ok(canon) = std::fs::canonicalize(dir) else {
             continue;
@@ -167,10 +170,12 @@ pub fn install(dirs: &[PathBuf]) -> Vec<String> {
                 continue;
             }
             if !is_executable(&path) {
-                warnings.push(format!(
+                let why = format!(
                     "{}: not executable, so not a plugin module (chmod +x it)",
                     path.display()
-                ));
+                );
+                not_taken.push((name.to_string(), why.clone()));
+                warnings.push(why);
                 continue;
             }
             if crate::modules::builtin(name).is_some() {
@@ -196,7 +201,7 @@ pub fn install(dirs: &[PathBuf]) -> Vec<String> {
         }
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
-    let _ = REGISTRY.set(Registry { entries });
+    let _ = REGISTRY.set(Registry { entries, not_taken });
     warnings
 }
 
@@ -226,6 +231,15 @@ pub fn get(name: &str) -> Option<&'static Plugin> {
         e.module
             .get_or_init(|| Box::leak(Box::new(Plugin::load(&e.name, &e.path)))),
     )
+}
+
+/// Why a file named like `name` was not taken as a plugin, if one was found.
+pub fn not_taken(name: &str) -> Option<String> {
+    let reg = REGISTRY.get()?;
+    reg.not_taken
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, why)| why.clone())
 }
 
 /// The names of the plugins found, sorted.
@@ -729,10 +743,13 @@ fn upload_locks() -> &'static UploadLocks {
 /// `/tmp/mailrun-UID/plugins`.
 const DIRS: &str = r#""${HOME:+$HOME/.cache/mailrun/plugins}" "/tmp/mailrun-$(id -u)/plugins""#;
 
-/// Runs the plugin file if it is there, else says it is missing. With a
-/// limit, the host's `timeout` stops it (its whole process group) so that
-/// what it wrote to stderr still comes back.
-fn run_script(file: &str, limit: Option<Duration>) -> String {
+/// Runs the plugin file if it is there and intact, else says it is missing
+/// (and the upload puts it right): the folder must be ours and private
+/// (`drwx------`), the file ours, executable and, where `sha256sum` exists,
+/// hold the content its name promises. With a limit, the host's `timeout`
+/// stops it (its whole process group) so that what it wrote to stderr still
+/// comes back.
+fn run_script(file: &str, sha256: &str, limit: Option<Duration>) -> String {
     let wrap = match limit {
         Some(l) => format!(
             "t='timeout -k 1 {}'; command -v timeout >/dev/null 2>&1 || t=''; ",
@@ -741,7 +758,11 @@ fn run_script(file: &str, limit: Option<Duration>) -> String {
         None => "t=''; ".into(),
     };
     format!(
-        "{wrap}for d in {DIRS}; do if [ -n \"$d\" ] && [ -O \"$d\" ] && [ -f \"$d/{file}\" ] && [ -x \"$d/{file}\" ]; then exec $t \"$d/{file}\"; fi; done; echo {MISSING} >&2; exit {MISSING_RC}"
+        "{wrap}for d in {DIRS}; do f=\"$d/{file}\"; \
+         if [ -n \"$d\" ] && [ -O \"$d\" ] && [ -f \"$f\" ] && [ -x \"$f\" ] && [ -O \"$f\" ]; then \
+         case \"$(ls -ld \"$d\")\" in drwx------*) ;; *) break ;; esac; \
+         if command -v sha256sum >/dev/null 2>&1; then case \"$(sha256sum < \"$f\")\" in {sha256}*) ;; *) break ;; esac; fi; \
+         exec $t \"$f\"; fi; done; echo {MISSING} >&2; exit {MISSING_RC}"
     )
 }
 
@@ -975,6 +996,12 @@ fn answer(label: &str, out: &ExecOutput) -> Outcome {
             o.data.insert(k, v);
         }
     }
+    if failed {
+        // As for every failure: what the process gave (its own fields win).
+        o.data.entry("rc").or_insert(out.rc.into());
+        o.data.entry("stdout").or_insert(out.stdout_str().into());
+        o.data.entry("stderr").or_insert(out.stderr_str().into());
+    }
     o
 }
 
@@ -1058,7 +1085,7 @@ impl Module for Plugin {
         let mut uploads = 0;
         loop {
             let started = Instant::now();
-            let script = run_script(&file, ctx.timeout);
+            let script = run_script(&file, &self.sha256, ctx.timeout);
             let limit = ctx.timeout.map(|t| t + REPORT_GRACE);
             let out = match self.exec(ctx, script, request.clone(), limit).await {
                 Ok(o) => o,
@@ -1072,7 +1099,10 @@ impl Module for Plugin {
                 if matches!(out.rc, 124 | 137) && started.elapsed() >= t {
                     let mut o = timed_out(t);
                     o.msg = o.msg.map(|m| format!("{m}{}", stderr_note(&out.stderr)));
-                    return Ok(o);
+                    return Ok(o
+                        .with("rc", out.rc)
+                        .with("stdout", out.stdout_str())
+                        .with("stderr", out.stderr_str()));
                 }
             }
             let missing = out.rc == MISSING_RC

@@ -477,6 +477,12 @@ async fn adhoc(mut a: AdhocArgs) -> Result<i32> {
         let help = crate::suggest::did_you_mean(&a.module, modules::names())
             .map(|h| format!(" ({h})"))
             .unwrap_or_default();
+        if let Some(why) = crate::plugin::not_taken(&a.module) {
+            return Err(Error::Parse(format!(
+                "unknown module '{}': {why}",
+                a.module
+            )));
+        }
         return Err(Error::Parse(format!("unknown module '{}'{help}", a.module)));
     };
     if let Some(e) = module.unusable() {
@@ -484,14 +490,26 @@ async fn adhoc(mut a: AdhocArgs) -> Result<i32> {
     }
     let doc = module.doc();
     let trimmed = a.args.trim_start();
+    // YAML text (`name: x` lines) counts as arguments only when every key
+    // is one of the module's arguments (`echo a: b` stays a command).
+    let yaml_args = || match crate::yaml::parse(&a.args, Path::new("-a")).map(|n| n.to_json()) {
+        Ok(Value::Object(m))
+            if !m.is_empty() && m.keys().all(|k| doc.args.iter().any(|s| s.name == k)) =>
+        {
+            Some(m)
+        }
+        _ => None,
+    };
     let args = if trimmed.starts_with('{') {
         match crate::yaml::parse(&a.args, Path::new("-a")).map(|n| n.to_json()) {
             Ok(Value::Object(m)) => m,
             Ok(_) => return Err(Error::Parse("-a: expected a mapping of arguments".into())),
             Err(e) => return Err(Error::Source(Box::new(e))),
         }
+    } else if let Some(m) = (!a.args.contains('=')).then(yaml_args).flatten() {
+        m
     } else {
-        modules::args::parse_kv(&a.args, doc.free_form)
+        modules::args::parse_kv_module(&a.module, &doc, &a.args)
             .map_err(|e| Error::Parse(format!("-a: {}: {e}", a.module)))?
     };
     if let Err(e) = module.check_args(&args) {

@@ -269,6 +269,19 @@ fn misbehaving_plugins_fail_naming_the_module_and_showing_stderr() {
     // register keeps the plugin's own data, also on failure.
     let honest = r.results("honest");
     assert_eq!(honest[0]["result"]["rc"], 7, "{}", r.all());
+    assert_eq!(
+        honest[0]["result"]["stderr"],
+        "Traceback: quota\n",
+        "{}",
+        r.all()
+    );
+    let sleepy = r.results("sleepy");
+    assert_eq!(
+        sleepy[0]["result"]["stderr"],
+        "going to sleep\n",
+        "{}",
+        r.all()
+    );
     // The sleeper was stopped, not left behind.
     let left = std::process::Command::new("pgrep")
         .args([
@@ -568,7 +581,7 @@ if req["request"] == "describe":
                  "who": {"type": "str", "description": "w"},
                  "mode": {"type": "str", "choices": ["a", "b"], "default": "b", "description": "m"},
                  "absent": {"type": "str", "description": "never given"}},
-        "example": ""}))
+        "example": "", "free_form": "who"}))
 else:
     print(json.dumps({"changed": False, "failed": False, "args": req["args"], "check": req["check"]}))
 "#,
@@ -627,6 +640,96 @@ else:
     assert!(
         r.stderr.contains("'mode'") && r.stderr.contains("'a', 'b'")
             || r.stderr.contains("one of the choices"),
+        "{}",
+        r.all()
+    );
+    // Free text with k=v words of its own arguments; YAML lines ad hoc.
+    let adhoc = |a: &str| {
+        let r = p.run_env(
+            &[
+                "adhoc",
+                "localhost",
+                "-i",
+                "hosts.ini",
+                "-m",
+                "echo_args",
+                "--output",
+                "json",
+                "-a",
+                a,
+            ],
+            &env,
+        );
+        assert_eq!(r.code, 0, "{a}: {}", r.all());
+        r.results("echo_args")[0]["result"]["args"].clone()
+    };
+    let args = adhoc("hello there n=3");
+    assert_eq!(
+        (args["who"].clone(), args["n"].clone()),
+        ("hello there".into(), 3.into())
+    );
+    let args = adhoc("n: 4\nflag: no");
+    assert_eq!(
+        (args["n"].clone(), args["flag"].clone()),
+        (4.into(), false.into())
+    );
+    // A value that cannot be converted at run time still registers a result.
+    p.file(
+        "reg.yml",
+        "- hosts: localhost\n  vars:\n    bad: abc\n  tasks:\n    - echo_args:\n        n: \"{{ bad }}\"\n      register: r\n      ignore_errors: true\n    - debug:\n        msg: \"{{ r.msg }}\"\n",
+    );
+    let r = p.run_env(&["reg.yml", "-i", "hosts.ini", "--output", "json"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        msg(&r, "debug", "localhost").contains("expects an integer"),
+        "{}",
+        r.all()
+    );
+}
+
+#[test]
+fn a_damaged_cache_is_put_right_and_a_file_not_taken_is_explained() {
+    let p = Project::new();
+    misbehaving(
+        &p,
+        "fine",
+        r#"echo '{"changed": false, "failed": false, "msg": "genuine"}'"#,
+    );
+    p.file(
+        "b.yml",
+        "- hosts: localhost\n  tasks:\n    - name: fine\n      fine:\n",
+    );
+    let r = play(&p, "b.yml", &[]);
+    assert_eq!(msg(&r, "fine", "localhost"), "genuine", "{}", r.all());
+    let cache = p.path().join("home/.cache/mailrun/plugins");
+    let file = std::fs::read_dir(&cache)
+        .expect("cache")
+        .map(|e| e.expect("entry").path())
+        .find(|f| {
+            f.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("fine-"))
+        })
+        .expect("cached");
+    // Tampered, then truncated: each run puts the genuine file back.
+    for bad in [
+        "#!/bin/sh\necho '{\"changed\": true, \"failed\": false, \"msg\": \"TAMPERED\"}'\n",
+        "",
+    ] {
+        std::fs::write(&file, bad).expect("tamper");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let r = play(&p, "b.yml", &[]);
+        assert_eq!(msg(&r, "fine", "localhost"), "genuine", "{}", r.all());
+        let mode =
+            |f: &std::path::Path| std::fs::metadata(f).expect("stat").permissions().mode() & 0o777;
+        assert_eq!((mode(&cache), mode(&file)), (0o700, 0o700));
+    }
+    // A plugin file that is not executable: the unknown module says why.
+    p.file("modules/notexec.sh", "#!/bin/sh\n");
+    let r = p.run_raw(&["adhoc", "localhost", "-i", "hosts.ini", "-m", "notexec"]);
+    assert_eq!(r.code, 4, "{}", r.all());
+    assert!(
+        r.stderr.contains("unknown module 'notexec'") && r.stderr.contains("chmod +x"),
         "{}",
         r.all()
     );

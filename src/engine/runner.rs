@@ -277,12 +277,15 @@ impl Shared {
         let play = &self.book.plays[play_idx];
         let (base_vars, broken) = self.vars_for(play_idx, play, task, host);
         let check = task.check_mode.unwrap_or(self.opts.check);
-        let fail = |msg: String| ItemResult {
-            outcome: Outcome::failed(msg),
-            unreachable: false,
-            ignored: task.ignore_errors,
-            result: Value::Null,
-            delegated: None,
+        let fail = |msg: String| {
+            let outcome = Outcome::failed(msg);
+            ItemResult {
+                result: result_value(&outcome),
+                outcome,
+                unreachable: false,
+                ignored: task.ignore_errors,
+                delegated: None,
+            }
         };
         if let Some((var, why)) = broken.iter().find(|(var, _)| task_uses(task, var)) {
             let r = fail(format!(
@@ -665,12 +668,15 @@ impl Shared {
         vars: &Value,
         check: bool,
     ) -> ItemResult {
-        let fail = |msg: String| ItemResult {
-            outcome: Outcome::failed(msg),
-            unreachable: false,
-            ignored: task.ignore_errors,
-            result: Value::Null,
-            delegated: None,
+        let fail = |msg: String| {
+            let outcome = Outcome::failed(msg);
+            ItemResult {
+                result: result_value(&outcome),
+                outcome,
+                unreachable: false,
+                ignored: task.ignore_errors,
+                delegated: None,
+            }
         };
         let Some(module) = modules::get(&task.module) else {
             return fail(format!("unknown module '{}'", task.module));

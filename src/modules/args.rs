@@ -190,6 +190,19 @@ pub fn parse_kv(s: &str, free_form: Option<&str>) -> Result<Map<String, Value>, 
     }
 }
 
+/// `k=v` text for the module called `name`: a built-in's free form as
+/// [`parse_kv`] (Ansible's raw keys too), a plugin's with its own argument
+/// names as `k=v` (the rest is the free text).
+pub fn parse_kv_module(name: &str, doc: &ModuleDoc, s: &str) -> Result<Map<String, Value>, String> {
+    if doc.free_form.is_some() && super::builtin(name).is_none() {
+        // Every argument's name, the free-form one's too (`who=me`).
+        let keys: Vec<&str> = doc.args.iter().map(|a| a.name).collect();
+        parse_kv_keys(s, doc.free_form, &keys)
+    } else {
+        parse_kv(s, doc.free_form)
+    }
+}
+
 /// [`parse_kv`] knowing the module: in free-form text only the module's own
 /// argument names are taken as `k=v`.
 pub fn parse_kv_for(doc: &ModuleDoc, s: &str) -> Result<Map<String, Value>, String> {

@@ -770,11 +770,13 @@ impl Loader<'_> {
                     )
                 })
             });
-            let help = module_arg.or_else(|| {
-                let mut candidates: Vec<&str> = TASK_KEYS.to_vec();
-                candidates.extend(modules::names());
-                did_you_mean(&key, candidates)
-            });
+            let help = module_arg
+                .or_else(|| crate::plugin::not_taken(short_name(&key)))
+                .or_else(|| {
+                    let mut candidates: Vec<&str> = TASK_KEYS.to_vec();
+                    candidates.extend(modules::names());
+                    did_you_mean(&key, candidates)
+                });
             return Err(src.err_help(k.pos, format!("unknown module or {what} key '{key}'"), help));
         }
         let Some((mkey, mval)) = module else {
@@ -797,7 +799,7 @@ impl Loader<'_> {
         let mut args = match &mval.value {
             Yaml::Null => Map::new(),
             Yaml::Map(_) => mval.to_json().as_object().cloned().unwrap_or_default(),
-            Yaml::Str(s) => modules::args::parse_kv(s, doc.free_form)
+            Yaml::Str(s) => modules::args::parse_kv_module(&t.module, &doc, s)
                 .map_err(|e| src.err(mval.pos, format!("{}: {e}", t.module)))?,
             _ => match (doc.free_form, mval.scalar_string()) {
                 (Some(ff), Some(s)) => Map::from_iter([(ff.to_string(), Value::String(s))]),
