@@ -852,27 +852,44 @@ impl Plugin {
     }
 
     /// The run request: arguments converted to their kinds, defaults filled.
-    fn request(&self, ctx: &Context, args: &Value) -> Result<Value, ArgError> {
-        let mut given = Map::new();
-        if let Value::Object(m) = args {
-            for (k, v) in m {
-                if v.is_null() {
-                    continue;
-                }
-                let kind = self
-                    .doc
-                    .args
-                    .iter()
-                    .find(|a| a.name == k)
-                    .map_or("any", |a| a.kind);
-                let v = coerce(kind, v).map_err(|e| ArgError {
-                    arg: Some(k.clone()),
-                    msg: format!("{}: argument '{k}' expects {e}, found {v}", self.doc.name),
-                    help: None,
-                })?;
-                given.insert(k.clone(), v);
+    /// Each argument converted to its declared kind (see [`coerce`]);
+    /// nulls, and with `keep_templates` strings still to be rendered, as
+    /// they are.
+    fn convert(
+        &self,
+        args: &Map<String, Value>,
+        keep_templates: bool,
+    ) -> Result<Map<String, Value>, ArgError> {
+        let mut converted = Map::new();
+        for (k, v) in args {
+            let templated =
+                keep_templates && matches!(v, Value::String(s) if crate::template::has_template(s));
+            if v.is_null() || templated {
+                converted.insert(k.clone(), v.clone());
+                continue;
             }
+            let kind = self
+                .doc
+                .args
+                .iter()
+                .find(|a| a.name == k)
+                .map_or("any", |a| a.kind);
+            let c = coerce(kind, v).map_err(|e| ArgError {
+                arg: Some(k.clone()),
+                msg: format!("{}: argument '{k}' expects {e}, found {v}", self.doc.name),
+                help: None,
+            })?;
+            converted.insert(k.clone(), c);
         }
+        Ok(converted)
+    }
+
+    fn request(&self, ctx: &Context, args: &Value) -> Result<Value, ArgError> {
+        let mut given = match args {
+            Value::Object(m) => self.convert(m, false)?,
+            _ => Map::new(),
+        };
+        given.retain(|_, v| !v.is_null());
         for (k, v) in &self.defaults {
             given.entry(k.clone()).or_insert_with(|| v.clone());
         }
@@ -1024,30 +1041,7 @@ impl Module for Plugin {
             return Err(e);
         }
         // Converted first (`users=a,b` is a list, `"3"` an int), then checked.
-        let mut converted = Map::new();
-        for (k, v) in args {
-            let templated = matches!(v, Value::String(s) if crate::template::has_template(s));
-            let kind = self
-                .doc
-                .args
-                .iter()
-                .find(|a| a.name == k)
-                .map_or("any", |a| a.kind);
-            if v.is_null() || templated {
-                converted.insert(k.clone(), v.clone());
-                continue;
-            }
-            match coerce(kind, v) {
-                Ok(c) => converted.insert(k.clone(), c),
-                Err(e) => {
-                    return Err(ArgError {
-                        arg: Some(k.clone()),
-                        msg: format!("{}: argument '{k}' expects {e}, found {v}", self.doc.name),
-                        help: None,
-                    })
-                }
-            };
-        }
+        let converted = self.convert(args, true)?;
         crate::modules::args::validate(&self.doc, &converted)
     }
 

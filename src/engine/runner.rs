@@ -101,6 +101,19 @@ fn cond_src(c: &Cond) -> String {
     }
 }
 
+/// A failure found before or instead of the module's run, with the result
+/// `register` stores for it.
+fn failed_item(msg: String, ignored: bool) -> ItemResult {
+    let outcome = Outcome::failed(msg);
+    ItemResult {
+        result: result_value(&outcome),
+        outcome,
+        unreachable: false,
+        ignored,
+        delegated: None,
+    }
+}
+
 /// The result `register` stores for an outcome.
 fn result_value(o: &Outcome) -> Value {
     let mut m = Map::new();
@@ -277,16 +290,7 @@ impl Shared {
         let play = &self.book.plays[play_idx];
         let (base_vars, broken) = self.vars_for(play_idx, play, task, host);
         let check = task.check_mode.unwrap_or(self.opts.check);
-        let fail = |msg: String| {
-            let outcome = Outcome::failed(msg);
-            ItemResult {
-                result: result_value(&outcome),
-                outcome,
-                unreachable: false,
-                ignored: task.ignore_errors,
-                delegated: None,
-            }
-        };
+        let fail = |msg: String| failed_item(msg, task.ignore_errors);
         if let Some((var, why)) = broken.iter().find(|(var, _)| task_uses(task, var)) {
             let r = fail(format!(
                 "task '{}' on host '{host}': variable '{var}': {why}",
@@ -668,16 +672,7 @@ impl Shared {
         vars: &Value,
         check: bool,
     ) -> ItemResult {
-        let fail = |msg: String| {
-            let outcome = Outcome::failed(msg);
-            ItemResult {
-                result: result_value(&outcome),
-                outcome,
-                unreachable: false,
-                ignored: task.ignore_errors,
-                delegated: None,
-            }
-        };
+        let fail = |msg: String| failed_item(msg, task.ignore_errors);
         let Some(module) = modules::get(&task.module) else {
             return fail(format!("unknown module '{}'", task.module));
         };

@@ -442,15 +442,10 @@ fn kind_mismatch(kind: &str, v: &Value) -> Option<String> {
             .then(|| "a boolean (yes/no, true/false)".into()),
         "int" => to_int(v).is_none().then(|| "an integer".into()),
         "list" => (!v.is_array()).then(|| "a list".into()),
-        "map" => (!v.is_object()).then(|| "a mapping".into()),
-        // A plugin's dict: a mapping, or JSON object text (`-a 'o={"a":1}'`).
-        "dict" => (!v.is_object()
-            && !matches!(v, Value::String(s)
-                if serde_json::from_str::<Value>(s).is_ok_and(|j| j.is_object())))
-        .then(|| "a mapping".into()),
-        "float" => (!matches!(v, Value::Number(_))
-            && !matches!(v, Value::String(s) if s.trim().parse::<f64>().is_ok()))
-        .then(|| "a number".into()),
+        // `dict` and `float` are plugins' kinds (their text forms are
+        // converted before this check).
+        "map" | "dict" => (!v.is_object()).then(|| "a mapping".into()),
+        "float" => (!v.is_number()).then(|| "a number".into()),
         "mode" => parse_mode(v)
             .is_err()
             .then(|| "a mode such as \"0644\" or \"u+rw,g-w\"".into()),
