@@ -853,8 +853,8 @@ impl Plugin {
 
     /// The run request: arguments converted to their kinds, defaults filled.
     /// Each argument converted to its declared kind (see [`coerce`]);
-    /// nulls, and with `keep_templates` strings still to be rendered, as
-    /// they are.
+    /// nulls, unknown names, choices, and with `keep_templates` strings
+    /// still to be rendered, as they are.
     fn convert(
         &self,
         args: &Map<String, Value>,
@@ -868,12 +868,19 @@ impl Plugin {
                 converted.insert(k.clone(), v.clone());
                 continue;
             }
-            let kind = self
+            // Unknown names and choices are left to `validate`, whose
+            // messages name the arguments and the choices.
+            let Some(kind) = self
                 .doc
                 .args
                 .iter()
                 .find(|a| a.name == k)
-                .map_or("any", |a| a.kind);
+                .map(|a| a.kind)
+                .filter(|kind| !kind.contains('|'))
+            else {
+                converted.insert(k.clone(), v.clone());
+                continue;
+            };
             let c = coerce(kind, v).map_err(|e| ArgError {
                 arg: Some(k.clone()),
                 msg: format!("{}: argument '{k}' expects {e}, found {v}", self.doc.name),
