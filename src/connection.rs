@@ -34,7 +34,9 @@ pub struct FileStat {
     /// Owner and group names, where the host can resolve them.
     pub owner: Option<String>,
     pub group: Option<String>,
-    /// Hex SHA-256 of the content, computed on the host (None for directories).
+    /// Hex SHA-256 of the content, when the connection computed it with the
+    /// metadata (the local connection, the shell script); None for
+    /// directories and over SFTP (callers compare content themselves).
     pub sha256: Option<String>,
 }
 
@@ -80,6 +82,15 @@ pub trait Connection: Send + Sync {
         -> Result<(), ConnError>;
     /// Metadata, or None when the path does not exist.
     async fn stat(&self, path: &str) -> Result<Option<FileStat>, ConnError>;
+    /// Whether the file holds exactly `data` (None when it does not exist).
+    async fn content_equals(&self, path: &str, data: &[u8]) -> Result<Option<bool>, ConnError> {
+        Ok(self.read_file(path).await?.map(|d| d == data))
+    }
+    /// Whether the path exists, as `[ -e PATH ]` tells (symbolic links
+    /// followed; false where the user may not look).
+    async fn exists(&self, path: &str) -> Result<bool, ConnError> {
+        exists_by_exec(self, path, None, None).await
+    }
     /// Proves that a new login to the host works now (after an sshd
     /// change): a separate connection with the same settings runs `true`.
     /// The live session is left as it is. The local connection has no
@@ -91,6 +102,31 @@ pub trait Connection: Send + Sync {
     /// use too); None for the local connection.
     fn address(&self) -> Option<(String, u16)> {
         None
+    }
+}
+
+/// `[ -e PATH ]` run on the host (as `become_user`, within `timeout`).
+pub async fn exists_by_exec<C: Connection + ?Sized>(
+    conn: &C,
+    path: &str,
+    become_user: Option<String>,
+    timeout: Option<Duration>,
+) -> Result<bool, ConnError> {
+    let out = conn
+        .exec(&Command {
+            cmd: format!("[ -e {} ]", crate::quote::quote(path)),
+            stdin: None,
+            timeout,
+            become_user,
+        })
+        .await?;
+    match out.rc {
+        0 => Ok(true),
+        1 => Ok(false),
+        rc => Err(ConnError::Io(format!(
+            "cannot tell whether {path} exists (rc {rc}): {}",
+            out.stderr_str().trim_end()
+        ))),
     }
 }
 

@@ -59,6 +59,11 @@ fn patterns() -> &'static Patterns {
 /// `parse_address`: the host part and the port, or None when the text is
 /// not a recognisable host (Ansible then keeps the text whole, no port).
 pub(crate) fn parse_address(address: &str, allow_ranges: bool) -> Option<(String, Option<u64>)> {
+    // The usual case without the patterns (compiling them costs more than
+    // a small run): an ASCII host name or IPv4 address, no port, no range.
+    if plain_hostname(address) {
+        return Some((address.to_string(), None));
+    }
     let p = patterns();
     let mut host = address.to_string();
     let mut port = None;
@@ -78,6 +83,19 @@ pub(crate) fn parse_address(address: &str, allow_ranges: bool) -> Option<(String
         return None;
     }
     Some((host, port))
+}
+
+/// What the `hostname` pattern accepts, for ASCII: dot-separated labels of
+/// letters, digits, `_` and `-` that end in a letter or digit.
+fn plain_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|label| {
+            let b = label.as_bytes();
+            b.last().is_some_and(|c| c.is_ascii_alphanumeric())
+                && b[0] != b'-'
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
+        })
 }
 
 const LETTERS: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -226,6 +244,42 @@ mod tests {
     use super::*;
 
     type Case<'a> = (&'a str, bool, Option<(&'a str, Option<u64>)>);
+
+    #[test]
+    fn the_plain_hostname_shortcut_agrees_with_the_pattern() {
+        for s in [
+            "a",
+            "-a",
+            "a-",
+            "_a",
+            "a_",
+            "a..b",
+            ".a",
+            "a.",
+            "10.0.0.1",
+            "999.1.2.3",
+            "x_y-z.example.org",
+            "bh001",
+            "a-b",
+            "a--b",
+            "1",
+            "",
+            "a b",
+            "a:22",
+            "ünï",
+            "a.-b",
+        ] {
+            let regex = patterns().hostname.is_match(s);
+            let plain = plain_hostname(s);
+            assert!(
+                !plain || regex,
+                "{s:?}: shortcut says host, pattern does not"
+            );
+            if s.is_ascii() && !s.contains([':', '[', ']']) {
+                assert_eq!(plain, regex, "{s:?}");
+            }
+        }
+    }
 
     #[test]
     fn addresses() {

@@ -183,25 +183,19 @@ fn host_path(path: &str, chdir: Option<&str>) -> String {
     }
 }
 
-/// Whether a path exists on the host, asked with `[ -e ]` as the task's
-/// become user (a stat would also checksum the file).
+/// Whether a path exists on the host, as `[ -e ]` tells it to the task's
+/// user (over SSH without become: one SFTP request, no process).
 async fn exists(ctx: &Context, path: &str) -> Result<Result<bool, Outcome>, ConnError> {
-    let out = ctx
-        .conn
-        .exec(&connection::Command {
-            cmd: format!("[ -e {} ]", quote(path)),
-            stdin: None,
-            timeout: ctx.timeout,
-            become_user: ctx.become_user.clone(),
-        })
-        .await?;
-    Ok(match out.rc {
-        0 => Ok(true),
-        1 => Ok(false),
-        rc => Err(Outcome::failed(format!(
-            "cannot tell whether {path} exists (rc {rc}): {}",
-            out.stderr_str().trim_end()
-        ))),
+    let r = match &ctx.become_user {
+        None => ctx.conn.exists(path).await,
+        Some(u) => {
+            connection::exists_by_exec(ctx.conn.as_ref(), path, Some(u.clone()), ctx.timeout).await
+        }
+    };
+    Ok(match r {
+        Ok(found) => Ok(found),
+        Err(ConnError::Io(e)) => Err(Outcome::failed(e)),
+        Err(e) => return Err(e),
     })
 }
 

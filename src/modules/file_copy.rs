@@ -382,12 +382,22 @@ pub(super) async fn read_local(
         ))));
     }
     let key = (path.clone(), meta.modified().ok(), meta.len());
-    if let Some(hit) = sources()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&key)
-    {
-        return Ok(Ok(hit.clone()));
+    let cached = || {
+        sources()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned()
+    };
+    if let Some(hit) = cached() {
+        return Ok(Ok(hit));
+    }
+    // One reader at a time: the hosts that start together wait for the
+    // first one's read instead of each reading (and holding) a copy.
+    static READING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _reading = READING.lock().await;
+    if let Some(hit) = cached() {
+        return Ok(Ok(hit));
     }
     let data = tokio::fs::read(&path)
         .await
@@ -552,7 +562,7 @@ async fn check(
     };
     let write = match &before {
         None => true,
-        Some(b) => o.force && b.sha256.as_deref() != Some(checksum.as_str()),
+        Some(b) => o.force && !same_content(ctx, &o.dest, b, data, &checksum).await?,
     };
     let current = before.as_ref().map(|b| b.mode);
     let wanted = o
@@ -578,6 +588,39 @@ async fn check(
         chown,
         chgrp,
     }))
+}
+
+/// Files up to this size are compared by reading them back (no process on
+/// the host); larger ones by their SHA-256 computed there.
+const COMPARE_BY_READING: u64 = 2 * 1024 * 1024;
+
+/// Whether the file on the host (`st`) holds `data`: by the checksum the
+/// stat gave, else by size, then by reading a small file back or hashing a
+/// large one on the host.
+async fn same_content(
+    ctx: &Context,
+    path: &str,
+    st: &FileStat,
+    data: &[u8],
+    checksum: &str,
+) -> Result<bool, ConnError> {
+    if let Some(sum) = &st.sha256 {
+        return Ok(sum == checksum);
+    }
+    if st.size != data.len() as u64 {
+        return Ok(false);
+    }
+    if st.size <= COMPARE_BY_READING {
+        if ctx.become_user.is_none() {
+            return Ok(ctx.conn.content_equals(path, data).await? == Some(true));
+        }
+        return Ok(host_read(ctx, path).await?.as_deref() == Some(data));
+    }
+    let out = host_exec(ctx, format!("sha256sum < {}", quote(path))).await?;
+    if out.rc != 0 {
+        return Err(script_failed("checksum", path, &out));
+    }
+    Ok(out.stdout.get(..64) == Some(checksum.as_bytes()))
 }
 
 /// Text for a diff, or None for binary content.

@@ -67,12 +67,26 @@ fn err(arg: &str, msg: String) -> ArgError {
     }
 }
 
+/// Compiled once per pattern and run (every host's task asks for the same
+/// few; compiling costs far more than matching).
 fn regex(arg: &str, pattern: &str) -> Result<Regex, ArgError> {
-    Regex::new(pattern).map_err(|e| {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(re) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(pattern) {
+        return Ok(re.clone());
+    }
+    let re = Regex::new(pattern).map_err(|e| {
         let first = e.to_string();
         let first = first.lines().last().unwrap_or_default().trim().to_string();
         err(arg, format!("{arg} is not a valid regular expression: {first}"))
-    })
+    })?;
+    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() < 256 {
+        map.insert(pattern.to_string(), re.clone());
+    }
+    Ok(re)
 }
 
 /// Where a line goes when nothing matches it.

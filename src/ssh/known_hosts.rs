@@ -144,22 +144,23 @@ fn read_file(path: &Path, name: &str) -> (Vec<Recorded>, Vec<Recorded>) {
         let (Some(kind), Some(b64)) = (fields.next(), fields.next()) else {
             continue;
         };
+        let into = match marker.as_deref() {
+            // A revoked key is refused whichever host it is presented by.
+            Some("revoked") => &mut revoked,
+            // Host certificates are not used by mailrun.
+            Some(_) => continue,
+            None if list_matches(first, name) => &mut keys,
+            None => continue,
+        };
+        // Only the lines that count are decoded (a big file, many hosts).
         let Ok(key) = PublicKey::from_openssh(&format!("{kind} {b64}")) else {
             continue;
         };
-        let rec = Recorded {
+        into.push(Recorded {
             key,
             file: path.to_path_buf(),
             line: i + 1,
-        };
-        match marker.as_deref() {
-            // A revoked key is refused whichever host it is presented by.
-            Some("revoked") => revoked.push(rec),
-            // Host certificates are not used by mailrun.
-            Some(_) => {}
-            None if list_matches(first, name) => keys.push(rec),
-            None => {}
-        }
+        });
     }
     (keys, revoked)
 }

@@ -15,6 +15,7 @@
 pub mod config;
 pub mod known_hosts;
 mod session;
+mod sftp;
 
 use crate::connection::{self, Command, ConnError, Connection, ExecOutput, FileStat};
 use crate::quote::quote;
@@ -24,13 +25,11 @@ use config::{HostKeyPolicy, SshOptions, Target};
 use known_hosts::KnownHosts;
 use russh::client::Msg;
 use russh::{ChannelMsg, ChannelWriteHalf, Disconnect};
-use russh_sftp::client::SftpSession;
 use session::{Handle, KeyCache};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Channels per session: sshd's default MaxSessions is 10, and at exactly 10
@@ -102,6 +101,7 @@ impl Pool {
                     state: tokio::sync::Mutex::new(State::default()),
                     channels: Arc::new(Semaphore::new(CHANNELS_PER_HOST)),
                     sftp_open: tokio::sync::Mutex::new(()),
+                    names: tokio::sync::OnceCell::new(),
                 })
             })
             .clone())
@@ -147,7 +147,7 @@ struct Live {
 }
 
 struct Sftp {
-    session: SftpSession,
+    client: sftp::Client,
     /// The channel slot the SFTP session occupies while open.
     _slot: OwnedSemaphorePermit,
 }
@@ -168,6 +168,31 @@ pub struct HostConn {
     state: tokio::sync::Mutex<State>,
     channels: Arc<Semaphore>,
     sftp_open: tokio::sync::Mutex<()>,
+    /// User and group names by id, from the host's /etc/passwd and
+    /// /etc/group (read once, over SFTP).
+    names: tokio::sync::OnceCell<IdNames>,
+}
+
+#[derive(Default)]
+struct IdNames {
+    users: HashMap<u32, String>,
+    groups: HashMap<u32, String>,
+}
+
+impl IdNames {
+    /// `name:x:id:…` lines.
+    fn parse(text: &str) -> HashMap<u32, String> {
+        let mut map = HashMap::new();
+        for line in text.lines() {
+            let mut f = line.split(':');
+            if let (Some(name), Some(_), Some(id)) = (f.next(), f.next(), f.next()) {
+                if let Ok(id) = id.parse() {
+                    map.entry(id).or_insert_with(|| name.to_string());
+                }
+            }
+        }
+        map
+    }
 }
 
 impl std::fmt::Debug for HostConn {
@@ -508,18 +533,11 @@ impl HostConn {
             let _ = ch.close().await;
             return Err(err(e.to_string()));
         }
-        let cfg = russh_sftp::client::Config {
-            // Large writes, many in flight: the server's window is the limit.
-            max_write_packet_len: 255 * 1024,
-            max_concurrent_writes: 64,
-            request_timeout_secs: 60,
-            ..Default::default()
-        };
-        let session = SftpSession::new_with_config(ch.into_stream(), cfg)
+        let client = sftp::Client::new(ch.into_stream(), 60)
             .await
             .map_err(|e| err(e.to_string()))?;
         let sftp = Arc::new(Sftp {
-            session,
+            client,
             _slot: slot,
         });
         let mut st = self.state.lock().await;
@@ -547,7 +565,7 @@ impl HostConn {
         let mut st = self.state.lock().await;
         if let Some(live) = st.live.take() {
             if let Some(sftp) = &live.sftp {
-                let _ = sftp.session.close().await;
+                sftp.client.close();
             }
             let _ = live
                 .handle
@@ -556,37 +574,124 @@ impl HostConn {
         }
     }
 
-    /// Streams `data` into a new file `tmp` (mode 0600) over SFTP. A session
-    /// that failed is dropped (reopened on next use).
-    async fn sftp_write(&self, tmp: &str, data: &[u8]) -> Result<(), ConnError> {
-        use russh_sftp::protocol::{FileAttributes, OpenFlags};
-        let sftp = self.sftp().await?;
-        let write = async {
-            let attrs = FileAttributes {
-                permissions: Some(0o600),
-                ..FileAttributes::empty()
-            };
-            let mut f = sftp
-                .session
-                .open_with_flags_and_attributes(
-                    tmp,
-                    OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE,
-                    attrs,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            for chunk in data.chunks(1 << 20) {
-                f.write_all(chunk).await.map_err(|e| e.to_string())?;
-            }
-            // Waits for every write's answer (and fsyncs), so errors show.
-            f.shutdown().await.map_err(|e| e.to_string())
-        };
-        if let Err(e) = write.await {
-            self.drop_sftp(&sftp).await;
-            return Err(ConnError::Io(e));
+    /// Streams `data` into a new file `tmp` with `perm` (the umask
+    /// applies) over SFTP. A session that failed is dropped (reopened on
+    /// next use).
+    async fn sftp_write(
+        &self,
+        sftp: &Arc<Sftp>,
+        tmp: &str,
+        data: &[u8],
+        perm: u32,
+    ) -> Result<(), ConnError> {
+        let _bulk = bulk(data.len()).await;
+        if let Err(e) = sftp.client.write_new(tmp, data, perm).await {
+            self.drop_sftp(sftp).await;
+            return Err(ConnError::Io(e.to_string()));
         }
         Ok(())
     }
+
+    /// The host's user and group names by id (empty if unreadable).
+    async fn id_names(&self, sftp: &Sftp) -> &IdNames {
+        self.names
+            .get_or_init(|| async {
+                let read = |p: &'static str| async move {
+                    match sftp.client.read(p).await {
+                        Ok(Some(d)) => IdNames::parse(&String::from_utf8_lossy(&d)),
+                        _ => HashMap::new(),
+                    }
+                };
+                IdNames {
+                    users: read("/etc/passwd").await,
+                    groups: read("/etc/group").await,
+                }
+            })
+            .await
+    }
+
+    /// `stat` by the shell script (names through NSS, checksum).
+    async fn stat_by_exec(&self, path: &str) -> Result<Option<FileStat>, ConnError> {
+        let out = self
+            .run(&Command::new(connection::stat_script(path)))
+            .await?;
+        if out.rc != 0 {
+            return Err(ConnError::Io(format!(
+                "{}: cannot stat {path}: {}",
+                self.label(),
+                out.stderr_str().trim_end()
+            )));
+        }
+        connection::parse_stat_output(&out.stdout_str())
+            .map_err(|e| ConnError::Io(format!("{}: cannot stat {path}: {e}", self.label())))
+    }
+
+    /// Writes with the shell: SFTP into a temp file, then the replace
+    /// script (for an sftp-server without posix-rename).
+    async fn write_by_script(
+        &self,
+        sftp: &Arc<Sftp>,
+        path: &str,
+        tmp: &str,
+        data: &[u8],
+        mode: Option<u32>,
+    ) -> Result<(), ConnError> {
+        let remove_tmp = || async {
+            let _ = self
+                .run(&Command::new(format!("rm -f -- {}", quote(tmp))))
+                .await;
+        };
+        match self.sftp_write(sftp, tmp, data, 0o600).await {
+            Ok(()) => {}
+            // The host is gone: nothing to clean up there now.
+            Err(e @ ConnError::Unreachable(_)) => return Err(e),
+            Err(e) => {
+                remove_tmp().await;
+                return Err(ConnError::Io(format!(
+                    "{}: cannot write {path}: {e}",
+                    self.label()
+                )));
+            }
+        }
+        // The temp file is removed by the script itself if a step fails.
+        let script = format!(
+            "set -e\nt={} p={}\ntrap 'rm -f -- \"$t\"' EXIT\n{}\ntrap - EXIT",
+            quote(tmp),
+            quote(path),
+            connection::replace_lines(mode)
+        );
+        let out = match self.run(&Command::new(script)).await {
+            Ok(out) => out,
+            Err(e) => {
+                if !matches!(e, ConnError::Unreachable(_)) {
+                    remove_tmp().await;
+                }
+                return Err(e);
+            }
+        };
+        if out.rc != 0 {
+            return Err(ConnError::Io(format!(
+                "{}: cannot write {path}: {}",
+                self.label(),
+                out.stderr_str().trim_end()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Files larger than this move a few at a time across all hosts: each
+/// holds up to 256 KiB of requests in flight plus the session's buffers,
+/// and the CPU is the limit anyway, so memory stays flat with the fleet.
+const BULK_FILE: usize = 64 * 1024;
+const BULK_AT_ONCE: usize = 8;
+
+async fn bulk(len: usize) -> Option<tokio::sync::SemaphorePermit<'static>> {
+    static BULK: Semaphore = Semaphore::const_new(BULK_AT_ONCE);
+    if len <= BULK_FILE {
+        return None;
+    }
+    BULK.acquire().await.ok()
 }
 
 fn is_dead(e: &russh::Error) -> bool {
@@ -919,13 +1024,8 @@ impl Connection for HostConn {
 
     async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, ConnError> {
         let sftp = self.sftp().await?;
-        match sftp.session.read(path).await {
-            Ok(data) => Ok(Some(data)),
-            Err(russh_sftp::client::error::Error::Status(s))
-                if s.status_code == russh_sftp::protocol::StatusCode::NoSuchFile =>
-            {
-                Ok(None)
-            }
+        match sftp.client.read(path).await {
+            Ok(data) => Ok(data),
             Err(e) => {
                 self.drop_sftp(&sftp).await;
                 Err(ConnError::Io(format!(
@@ -936,6 +1036,9 @@ impl Connection for HostConn {
         }
     }
 
+    /// Over SFTP alone when the server can rename over a file (OpenSSH):
+    /// a temp file beside `path`, the old file's owner and mode (or
+    /// `mode`), then renamed over it. No process is started on the host.
     async fn write_file(
         &self,
         path: &str,
@@ -953,62 +1056,99 @@ impl Connection for HostConn {
             name,
             unique_id()
         );
-        let remove_tmp = || async {
-            let _ = self
-                .run(&Command::new(format!("rm -f -- {}", quote(&tmp))))
-                .await;
+        let sftp = self.sftp().await?;
+        if !sftp.client.can_rename_over() {
+            return self.write_by_script(&sftp, path, &tmp, data, mode).await;
+        }
+        let failed =
+            |e: String| ConnError::Io(format!("{}: cannot write {path}: {e}", self.label()));
+        let old = match sftp.client.stat(path).await {
+            Ok(old) => old,
+            // Not ours to tell (a directory we cannot search): the script knows.
+            Err(_) => return self.write_by_script(&sftp, path, &tmp, data, mode).await,
         };
-        match self.sftp_write(&tmp, data).await {
+        // A new file without a mode: the umask's, as the shell would give.
+        let perm = if old.is_some() || mode.is_some() {
+            0o600
+        } else {
+            0o666
+        };
+        match self.sftp_write(&sftp, &tmp, data, perm).await {
             Ok(()) => {}
-            // The host is gone: nothing to clean up there now.
             Err(e @ ConnError::Unreachable(_)) => return Err(e),
             Err(e) => {
-                remove_tmp().await;
-                return Err(ConnError::Io(format!(
-                    "{}: cannot write {path}: {e}",
-                    self.label()
-                )));
+                if let Ok(s) = self.sftp().await {
+                    let _ = s.client.remove(&tmp).await;
+                }
+                return Err(failed(e.to_string()));
             }
         }
-        // The temp file is removed by the script itself if a step fails.
-        let script = format!(
-            "set -e\nt={} p={}\ntrap 'rm -f -- \"$t\"' EXIT\n{}\ntrap - EXIT",
-            quote(&tmp),
-            quote(path),
-            connection::replace_lines(mode)
-        );
-        let out = match self.run(&Command::new(script)).await {
-            Ok(out) => out,
-            Err(e) => {
-                if !matches!(e, ConnError::Unreachable(_)) {
-                    remove_tmp().await;
-                }
-                return Err(e);
+        let finish = async {
+            if let Some(o) = &old {
+                // As `chown … || true`: only root may give a file away.
+                let _ = sftp.client.set_owner(&tmp, o.uid, o.gid).await;
             }
+            if let Some(m) = mode.or(old.map(|o| o.mode)) {
+                sftp.client.set_mode(&tmp, m).await?;
+            }
+            sftp.client.rename_over(&tmp, path).await
         };
-        if out.rc != 0 {
-            return Err(ConnError::Io(format!(
-                "{}: cannot write {path}: {}",
-                self.label(),
-                out.stderr_str().trim_end()
-            )));
+        if let Err(e) = finish.await {
+            let _ = sftp.client.remove(&tmp).await;
+            return Err(failed(e.to_string()));
         }
         Ok(())
     }
 
+    /// Over SFTP, names from the host's /etc/passwd and /etc/group; by the
+    /// shell script when SFTP cannot tell (no permission, an id only NSS
+    /// knows). No checksum: callers compare content when they need to.
     async fn stat(&self, path: &str) -> Result<Option<FileStat>, ConnError> {
-        let out = self
-            .run(&Command::new(connection::stat_script(path)))
-            .await?;
-        if out.rc != 0 {
-            return Err(ConnError::Io(format!(
-                "{}: cannot stat {path}: {}",
-                self.label(),
-                out.stderr_str().trim_end()
-            )));
+        let sftp = self.sftp().await?;
+        let a = match sftp.client.stat(path).await {
+            Ok(None) => return Ok(None),
+            Ok(Some(a)) => a,
+            Err(_) => return self.stat_by_exec(path).await,
+        };
+        let names = self.id_names(&sftp).await;
+        let (Some(owner), Some(group)) = (names.users.get(&a.uid), names.groups.get(&a.gid)) else {
+            return self.stat_by_exec(path).await;
+        };
+        Ok(Some(FileStat {
+            is_dir: a.is_dir,
+            size: a.size,
+            mode: a.mode,
+            uid: a.uid,
+            gid: a.gid,
+            owner: Some(owner.clone()),
+            group: Some(group.clone()),
+            sha256: None,
+        }))
+    }
+
+    async fn content_equals(&self, path: &str, data: &[u8]) -> Result<Option<bool>, ConnError> {
+        let sftp = self.sftp().await?;
+        let _bulk = bulk(data.len()).await;
+        match sftp.client.equals(path, data).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.drop_sftp(&sftp).await;
+                Err(ConnError::Io(format!(
+                    "{}: cannot read {path}: {e}",
+                    self.label()
+                )))
+            }
         }
-        connection::parse_stat_output(&out.stdout_str())
-            .map_err(|e| ConnError::Io(format!("{}: cannot stat {path}: {e}", self.label())))
+    }
+
+    async fn exists(&self, path: &str) -> Result<bool, ConnError> {
+        let sftp = self.sftp().await?;
+        match sftp.client.stat(path).await {
+            Ok(found) => Ok(found.is_some()),
+            // `[ -e ]` says no when it may not look.
+            Err(e) if sftp::is_denied(&e) => Ok(false),
+            Err(_) => connection::exists_by_exec(self, path, None, None).await,
+        }
     }
 }
 
@@ -1040,6 +1180,7 @@ mod tests {
             state: tokio::sync::Mutex::new(State::default()),
             channels: Arc::new(Semaphore::new(CHANNELS_PER_HOST)),
             sftp_open: tokio::sync::Mutex::new(()),
+            names: tokio::sync::OnceCell::new(),
         }
     }
 

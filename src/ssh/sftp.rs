@@ -1,0 +1,282 @@
+//! The few SFTP operations the pool needs, on russh-sftp's raw session:
+//! stat, whole-file read, a new file written with several writes in
+//! flight, setstat, remove and an atomic rename over an existing file
+//! (OpenSSH's `posix-rename@openssh.com`, which the high-level client does
+//! not offer). Every one is a request to the host's one `sftp-server`
+//! process: no process is started on the host per operation.
+
+use futures_util::future::join_all;
+use russh_sftp::client::error::Error;
+use russh_sftp::client::rawsession::Limits;
+use russh_sftp::client::RawSftpSession;
+use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
+use std::sync::Arc;
+
+/// Bytes per read or write request (OpenSSH's sftp-server takes 256 KiB),
+/// and how many are in flight at once: 256 KiB per file in flight.
+const CHUNK: usize = 32 * 1024;
+const IN_FLIGHT: usize = 2;
+
+pub struct Client {
+    raw: Arc<RawSftpSession>,
+    posix_rename: bool,
+}
+
+/// A file's attributes as SFTP gives them (no names, no checksum).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attrs {
+    pub is_dir: bool,
+    pub is_file: bool,
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+pub fn is_missing(e: &Error) -> bool {
+    matches!(e, Error::Status(s) if s.status_code == StatusCode::NoSuchFile)
+}
+
+pub fn is_denied(e: &Error) -> bool {
+    matches!(e, Error::Status(s) if s.status_code == StatusCode::PermissionDenied)
+}
+
+/// An SSH string: a big-endian u32 length, then the bytes.
+fn ssh_string(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+impl Client {
+    pub async fn new<S>(stream: S, timeout_secs: u64) -> Result<Client, Error>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let cfg = russh_sftp::client::Config {
+            request_timeout_secs: timeout_secs,
+            ..Default::default()
+        };
+        let mut raw = RawSftpSession::new_with_config(stream, cfg);
+        let version = raw.init().await?;
+        let has = |name: &str, ver: &str| version.extensions.get(name).is_some_and(|v| v == ver);
+        if has("limits@openssh.com", "1") {
+            let limits = Limits::from(raw.limits().await?);
+            raw.set_limits(limits);
+        }
+        Ok(Client {
+            posix_rename: has("posix-rename@openssh.com", "1"),
+            raw: Arc::new(raw),
+        })
+    }
+
+    /// Whether `rename_over` can replace a file atomically.
+    pub fn can_rename_over(&self) -> bool {
+        self.posix_rename
+    }
+
+    /// `stat` (symbolic links followed); None when the path does not exist.
+    pub async fn stat(&self, path: &str) -> Result<Option<Attrs>, Error> {
+        match self.raw.stat(path).await {
+            Ok(a) => Ok(Some(attrs(&a.attrs))),
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The whole file; None when it does not exist.
+    pub async fn read(&self, path: &str) -> Result<Option<Vec<u8>>, Error> {
+        let handle = match self
+            .raw
+            .open(path, OpenFlags::READ, FileAttributes::empty())
+            .await
+        {
+            Ok(h) => h.handle,
+            Err(e) if is_missing(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let read = async {
+            let size = self
+                .raw
+                .fstat(handle.as_str())
+                .await?
+                .attrs
+                .size
+                .unwrap_or(0);
+            let mut data = Vec::with_capacity(size.min(64 << 20) as usize);
+            // Requests for the whole known size at once (a few in flight),
+            // then on until end of file (the file may have grown).
+            let mut offset = 0u64;
+            loop {
+                let mut reqs = Vec::new();
+                for i in 0..IN_FLIGHT {
+                    let at = offset + (i * CHUNK) as u64;
+                    if i > 0 && at >= size {
+                        break;
+                    }
+                    reqs.push(self.raw.read(handle.as_str(), at, CHUNK as u32));
+                }
+                let mut eof = false;
+                for r in join_all(reqs).await {
+                    match r {
+                        Ok(d) if !eof => {
+                            let short = d.data.len() < CHUNK;
+                            offset += d.data.len() as u64;
+                            data.extend_from_slice(&d.data);
+                            eof = short;
+                        }
+                        Ok(_) => {}
+                        Err(Error::Status(s)) if s.status_code == StatusCode::Eof => eof = true,
+                        Err(e) => return Err(e),
+                    }
+                }
+                if eof {
+                    return Ok(data);
+                }
+            }
+        };
+        let r = read.await;
+        let _ = self.raw.close(handle).await;
+        r.map(Some)
+    }
+
+    /// Whether the file holds exactly `data`, read back in chunks and
+    /// compared as they come (stops at the first difference; holds no copy).
+    /// None when the file does not exist.
+    pub async fn equals(&self, path: &str, data: &[u8]) -> Result<Option<bool>, Error> {
+        let handle = match self
+            .raw
+            .open(path, OpenFlags::READ, FileAttributes::empty())
+            .await
+        {
+            Ok(h) => h.handle,
+            Err(e) if is_missing(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let compare = async {
+            let size = self
+                .raw
+                .fstat(handle.as_str())
+                .await?
+                .attrs
+                .size
+                .unwrap_or(0);
+            if size != data.len() as u64 {
+                return Ok(false);
+            }
+            let mut offset = 0usize;
+            while offset < data.len() {
+                let reqs: Vec<_> = (0..IN_FLIGHT)
+                    .map(|i| offset + i * CHUNK)
+                    .take_while(|at| *at < data.len())
+                    .map(|at| self.raw.read(handle.as_str(), at as u64, CHUNK as u32))
+                    .collect();
+                for r in join_all(reqs).await {
+                    let got = match r {
+                        Ok(d) => d.data,
+                        Err(Error::Status(s)) if s.status_code == StatusCode::Eof => {
+                            return Ok(false)
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let want = &data[offset..(offset + CHUNK).min(data.len())];
+                    if got != want {
+                        return Ok(false);
+                    }
+                    offset += want.len();
+                }
+            }
+            // Nothing beyond (the file may have grown since fstat).
+            match self.raw.read(handle.as_str(), offset as u64, 1).await {
+                Err(Error::Status(s)) if s.status_code == StatusCode::Eof => Ok(true),
+                Ok(d) => Ok(d.data.is_empty()),
+                Err(e) => Err(e),
+            }
+        };
+        let r = compare.await;
+        let _ = self.raw.close(handle).await;
+        r.map(Some)
+    }
+
+    /// Creates `path` (which must not exist) with `perm` (the sftp-server's
+    /// umask applies) and writes `data` into it.
+    pub async fn write_new(&self, path: &str, data: &[u8], perm: u32) -> Result<(), Error> {
+        let attrs = FileAttributes {
+            permissions: Some(perm),
+            ..FileAttributes::empty()
+        };
+        let flags = OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE;
+        let handle = self.raw.open(path, flags, attrs).await?.handle;
+        let write = async {
+            for group in data.chunks(CHUNK * IN_FLIGHT).enumerate() {
+                let (g, bytes) = group;
+                let base = (g * CHUNK * IN_FLIGHT) as u64;
+                let reqs: Vec<_> = bytes
+                    .chunks(CHUNK)
+                    .enumerate()
+                    .map(|(i, c)| {
+                        self.raw
+                            .write(handle.as_str(), base + (i * CHUNK) as u64, c.to_vec())
+                    })
+                    .collect();
+                for r in join_all(reqs).await {
+                    r?;
+                }
+            }
+            Ok(())
+        };
+        let r: Result<(), Error> = write.await;
+        let closed = self.raw.close(handle).await;
+        r?;
+        closed.map(|_| ())
+    }
+
+    pub async fn set_mode(&self, path: &str, mode: u32) -> Result<(), Error> {
+        let attrs = FileAttributes {
+            permissions: Some(mode),
+            ..FileAttributes::empty()
+        };
+        self.raw.setstat(path, attrs).await.map(|_| ())
+    }
+
+    pub async fn set_owner(&self, path: &str, uid: u32, gid: u32) -> Result<(), Error> {
+        let attrs = FileAttributes {
+            uid: Some(uid),
+            gid: Some(gid),
+            ..FileAttributes::empty()
+        };
+        self.raw.setstat(path, attrs).await.map(|_| ())
+    }
+
+    pub async fn remove(&self, path: &str) -> Result<(), Error> {
+        self.raw.remove(path).await.map(|_| ())
+    }
+
+    /// rename(2): `to` replaced atomically if it exists.
+    pub async fn rename_over(&self, from: &str, to: &str) -> Result<(), Error> {
+        let mut data = Vec::with_capacity(8 + from.len() + to.len());
+        ssh_string(&mut data, from);
+        ssh_string(&mut data, to);
+        match self.raw.extended("posix-rename@openssh.com", data).await? {
+            Packet::Status(s) if s.status_code == StatusCode::Ok => Ok(()),
+            Packet::Status(s) => Err(Error::Status(s)),
+            _ => Err(Error::UnexpectedPacket),
+        }
+    }
+
+    pub fn close(&self) {
+        let _ = self.raw.close_session();
+    }
+}
+
+fn attrs(a: &FileAttributes) -> Attrs {
+    let bits = a.permissions.unwrap_or(0);
+    let kind = bits & 0o170000;
+    Attrs {
+        is_dir: kind == 0o040000,
+        is_file: kind == 0o100000,
+        size: a.size.unwrap_or(0),
+        mode: bits & 0o7777,
+        uid: a.uid.unwrap_or(0),
+        gid: a.gid.unwrap_or(0),
+    }
+}
