@@ -398,6 +398,24 @@ fn migrate_yml_moves_every_user_and_closes_up() {
         assert_eq!(old, new, "{u}");
         assert!(old.contains("Ünïcode/日本") && old.contains("Empty") && old.contains("ACTIVE"));
     }
+    // The users' dsyncs shared one ssh connection per task (the backup and
+    // the sync: two root logins from old, not one per user and task), and
+    // ended it.
+    let logins = lab.sh(
+        "mgnew",
+        &format!(
+            "grep -c 'Accepted publickey for root from {} ' /var/log/sshd.log || true",
+            lab.addr("mgold")
+        ),
+    );
+    assert_eq!(logins.trim(), "2", "root logins from old");
+    assert_eq!(
+        lab.sh(
+            "mgold",
+            "ls -d /tmp/mailrun-dsync.* 2>/dev/null; pgrep -af '[C]ontrolPath=/tmp/mailrun-dsync' || true"
+        ),
+        ""
+    );
     // Old's key, added for the copy, is gone from new again.
     let old_key = lab.sh("mgold", "cut -d' ' -f2 /root/.ssh/id_ed25519.pub");
     assert!(!lab

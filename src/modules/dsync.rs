@@ -137,7 +137,13 @@ pub(super) fn classify(rc: i32, stderr: &str, remote: &str, source: &str) -> Ver
 }
 
 /// The dsync command for one user.
-pub(super) fn dsync_command(op: Op, full: bool, user: &str, remote: &Remote) -> String {
+pub(super) fn dsync_command(
+    op: Op,
+    full: bool,
+    user: &str,
+    remote: &Remote,
+    mux: Option<&str>,
+) -> String {
     let mut verb = match op {
         Op::Backup => "backup".to_string(),
         Op::Sync { one_way: true } => "sync -1".to_string(),
@@ -148,7 +154,7 @@ pub(super) fn dsync_command(op: Op, full: bool, user: &str, remote: &Remote) -> 
     }
     format!(
         "doveadm -o {} {verb} -u {} {}",
-        quote(&remote.dsync_remote_cmd()),
+        quote(&remote.dsync_remote_cmd(mux)),
         quote(user),
         quote(&remote.destination())
     )
@@ -318,6 +324,24 @@ pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
         }
     }
 
+    // One ssh connection from this host to the remote, shared by the users.
+    let mux = Arc::new(Mux {
+        path: if ctx.check || todo.is_empty() {
+            None
+        } else {
+            source
+                .sh(&remote.mux_open_script(), Some(Duration::from_secs(30)))
+                .await
+                .ok()
+                .filter(|o| o.rc == 0)
+                .map(|o| o.stdout_str().trim().to_string())
+                .filter(|p| {
+                    p.starts_with("/tmp/mailrun-dsync.") && !p.contains(char::is_whitespace)
+                })
+        },
+        ok: std::sync::atomic::AtomicBool::new(true),
+    });
+
     let ledger = Arc::new(Mutex::new(ledger));
     let stop: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let running: Arc<Mutex<BTreeMap<String, ()>>> = Arc::new(Mutex::new(BTreeMap::new()));
@@ -328,6 +352,7 @@ pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
     let total = todo.len();
     let mut tasks = tokio::task::JoinSet::new();
     for (i, user) in todo.iter().enumerate() {
+        let mux = mux.clone();
         let (job, remote, source, gate, stop, running, finished, ledger, progress) = (
             job.clone(),
             remote.clone(),
@@ -370,7 +395,7 @@ pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
                 r.insert(user.clone(), ());
             }
             show(&running);
-            let res = one_user(&job, &source, &remote, &user, check, &stop).await;
+            let res = one_user(&job, &source, &remote, &user, check, &stop, &mux).await;
             if let Ok(mut r) = running.lock() {
                 r.remove(&user);
             }
@@ -386,15 +411,25 @@ pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
         });
     }
     let mut results: Vec<Option<(String, UserResult)>> = (0..total).map(|_| None).collect();
+    let mut abnormal = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok((i, user, r)) => results[i] = Some((user, r)),
-            Err(e) => {
-                return Ok(Outcome::failed(format!(
-                    "{module}: a user's run ended abnormally: {e}"
-                )))
-            }
+            Err(e) => abnormal = Some(e),
         }
+    }
+    if let Some(path) = &mux.path {
+        let _ = source
+            .sh(
+                &remote.mux_close_script(path),
+                Some(Duration::from_secs(30)),
+            )
+            .await;
+    }
+    if let Some(e) = abnormal {
+        return Ok(Outcome::failed(format!(
+            "{module}: a user's run ended abnormally: {e}"
+        )));
     }
 
     // The outcome: per user, then a summary.
@@ -492,6 +527,27 @@ fn counts_json(st: &MailState) -> Value {
     v
 }
 
+/// The task's shared ssh connection to the remote, if it could be opened
+/// and the remote lets sessions share it.
+struct Mux {
+    path: Option<String>,
+    ok: std::sync::atomic::AtomicBool,
+}
+
+impl Mux {
+    fn current(&self) -> Option<&str> {
+        self.path
+            .as_deref()
+            .filter(|_| self.ok.load(Ordering::Relaxed))
+    }
+}
+
+/// ssh's words when the shared connection cannot take another session (the
+/// remote's MaxSessions): the users go on with their own connections.
+fn mux_refused(stderr: &str) -> bool {
+    stderr.contains("mux_client_request_session") || stderr.contains("Session open refused")
+}
+
 /// Backup or sync of one user, with the exit-code policy.
 async fn one_user(
     job: &Job,
@@ -500,6 +556,7 @@ async fn one_user(
     user: &str,
     check: bool,
     stop: &Mutex<Option<String>>,
+    mux: &Mux,
 ) -> UserResult {
     let timeout = job.user_timeout.map(Duration::from_secs);
     let stop_all = |why: String| {
@@ -514,7 +571,13 @@ async fn one_user(
         data,
     };
     let mut data = Map::new();
-    let src_before = match dovecot::state(source, user, false, timeout).await {
+    // Both sides read at once (the remote's retried like dsync itself: it
+    // may be down briefly).
+    let (src_before, dst_before) = tokio::join!(
+        dovecot::state(source, user, false, timeout),
+        remote_state(job, remote, user, timeout)
+    );
+    let src_before = match src_before {
         Ok(s) => s,
         Err(StateError::UnknownUser) => {
             return UserResult {
@@ -538,54 +601,38 @@ async fn one_user(
         }
     };
     data.insert("source_before".into(), counts_json(&src_before));
-
-    // The remote's state, retried like dsync itself (it may be down briefly).
-    let mut attempt = 0u32;
-    let mut looked_again = false;
-    let dst_before = loop {
-        match dovecot::state(&remote.side, user, false, timeout).await {
-            Ok(s) => break s,
-            // Dovecot re-reads a changed passwd-file at most once a second:
-            // a users file copied a moment ago may not be seen yet.
-            Err(StateError::UnknownUser) if !looked_again => {
-                looked_again = true;
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-            }
-            // Check mode: the users file may be copied by an earlier task
-            // that did not run either.
-            Err(StateError::UnknownUser) if check => {
-                return UserResult {
-                    status: Status::Done,
-                    changed: true,
-                    msg: format!(
-                        "{} mailboxes, {} messages on {}; the user is not on {} yet: all of it to copy",
-                        src_before.mailboxes.len(),
-                        src_before.messages.len(),
-                        source.name,
-                        remote.side.name
-                    ),
-                    data,
-                };
-            }
-            Err(StateError::UnknownUser) => {
-                return fail(
-                    format!(
-                        "the user is unknown on {} (copy the users file to {} first)",
-                        remote.side.name, remote.side.name
-                    ),
-                    data,
-                )
-            }
-            Err(StateError::Failed(e)) => {
-                if attempt >= job.retries {
-                    return fail(
-                        format!("cannot read the mail on {}: {e}", remote.side.name),
-                        data,
-                    );
-                }
-                attempt += 1;
-                tokio::time::sleep(backoff(job.retry_delay, attempt)).await;
-            }
+    let dst_before = match dst_before {
+        Ok(s) => s,
+        // Check mode: the users file may be copied by an earlier task
+        // that did not run either.
+        Err(StateError::UnknownUser) if check => {
+            return UserResult {
+                status: Status::Done,
+                changed: true,
+                msg: format!(
+                    "{} mailboxes, {} messages on {}; the user is not on {} yet: all of it to copy",
+                    src_before.mailboxes.len(),
+                    src_before.messages.len(),
+                    source.name,
+                    remote.side.name
+                ),
+                data,
+            };
+        }
+        Err(StateError::UnknownUser) => {
+            return fail(
+                format!(
+                    "the user is unknown on {} (copy the users file to {} first)",
+                    remote.side.name, remote.side.name
+                ),
+                data,
+            )
+        }
+        Err(StateError::Failed(e)) => {
+            return fail(
+                format!("cannot read the mail on {}: {e}", remote.side.name),
+                data,
+            )
         }
     };
     data.insert("remote_before".into(), counts_json(&dst_before));
@@ -640,7 +687,6 @@ async fn one_user(
         };
     }
 
-    let cmd = dsync_command(job.op, job.full, user, remote);
     let mut reruns = 0u32;
     let mut retries = 0u32;
     loop {
@@ -652,6 +698,7 @@ async fn one_user(
                 data,
             };
         }
+        let cmd = dsync_command(job.op, job.full, user, remote, mux.current());
         let out = match source.sh(&cmd, timeout).await {
             Ok(o) => o,
             Err(ConnError::Timeout(t)) => crate::connection::ExecOutput {
@@ -665,6 +712,10 @@ async fn one_user(
             break;
         }
         let stderr = out.stderr_str();
+        if mux.current().is_some() && mux_refused(&stderr) {
+            mux.ok.store(false, Ordering::Relaxed);
+            continue;
+        }
         match classify(out.rc, &stderr, &remote.side.name, &source.name) {
             Verdict::Again if reruns < 5 => reruns += 1,
             Verdict::Again => {
@@ -701,7 +752,13 @@ async fn one_user(
         let user = user.to_string();
         async move { dovecot::state(&side, &user, false, timeout).await }
     };
-    let (src_after, dst_after) = tokio::join!(after(source), after(&remote.side));
+    // Only a two-way sync changes the source: after a backup or a one-way
+    // sync its state is the one read before.
+    let (src_after, dst_after) = if job.op == (Op::Sync { one_way: false }) {
+        tokio::join!(after(source), after(&remote.side))
+    } else {
+        (Ok(src_before.clone()), after(&remote.side).await)
+    };
     let mut changed = true;
     if let (Ok(s), Ok(d)) = (&src_after, &dst_after) {
         data.insert("source_after".into(), counts_json(s));
@@ -731,6 +788,33 @@ async fn one_user(
         changed,
         msg: summary,
         data,
+    }
+}
+
+/// The remote's state of a user, retried like dsync itself (it may be down
+/// briefly); an unknown user is looked up once more after 1.5 s, since
+/// Dovecot re-reads a changed passwd-file at most once a second and a users
+/// file copied a moment ago may not be seen yet.
+async fn remote_state(
+    job: &Job,
+    remote: &Remote,
+    user: &str,
+    timeout: Option<Duration>,
+) -> Result<MailState, StateError> {
+    let mut attempt = 0u32;
+    let mut looked_again = false;
+    loop {
+        match dovecot::state(&remote.side, user, false, timeout).await {
+            Err(StateError::UnknownUser) if !looked_again => {
+                looked_again = true;
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            Err(StateError::Failed(_)) if attempt < job.retries => {
+                attempt += 1;
+                tokio::time::sleep(backoff(job.retry_delay, attempt)).await;
+            }
+            other => return other,
+        }
     }
 }
 
