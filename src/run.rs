@@ -524,7 +524,7 @@ async fn adhoc(mut a: AdhocArgs) -> Result<i32> {
         loop_var: "item".into(),
         delay: 5.0,
         mentions_hostvars: a.args.contains("hostvars"),
-        mentions_groups: a.args.contains("groups"),
+        mentions_groups: crate::playbook::mentions_play_world(&a.args),
         source: a.args.clone(),
         ..Default::default()
     };

@@ -1064,6 +1064,26 @@ fn review_fixes() {
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(p.read("items-alpha").unwrap(), "/srv/a\n/srv/b\n");
 
+    // groups and the play's hosts reach a task through a block's vars (they
+    // are only given to tasks that may read them).
+    p.file(
+        "world.yml",
+        r#"
+- hosts: pair
+  tasks:
+    - block:
+        - name: from a block's vars
+          shell: echo {{ second }} {{ first }} > {{ root }}/world-{{ inventory_hostname }}
+      vars:
+        second: "{{ groups.pair[1] }}"
+        first: "{{ ansible_play_hosts[0] }}"
+"#,
+    );
+    let r = p.play("world.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p.read("world-alpha").unwrap(), "beta alpha\n");
+    assert_eq!(p.read("world-beta").unwrap(), "beta alpha\n");
+
     // include_tasks with when: false includes nothing; a skipped task registers.
     p.file("inc.yml", "- shell: touch {{ root }}/included\n");
     p.file(

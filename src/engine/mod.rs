@@ -169,6 +169,9 @@ pub(crate) struct Shared {
     play_hosts: Vec<Vec<String>>,
     /// Some inventory variable refers to `hostvars`: every task gets it.
     inventory_mentions_hostvars: bool,
+    /// Some inventory variable or extra var may read `groups` or the play's
+    /// hosts.
+    inventory_mentions_groups: bool,
     /// `ansible_play_hosts` per play, built once.
     play_hosts_json: Vec<Value>,
     registered: Mutex<HashMap<String, Map<String, Value>>>,
@@ -233,6 +236,11 @@ pub async fn run(
     let inventory_mentions_hostvars = inv_vars
         .values()
         .any(|v| format!("{v:?}").contains("hostvars"));
+    let inventory_mentions_groups = inv_vars
+        .values()
+        .map(|v| format!("{v:?}"))
+        .chain(std::iter::once(format!("{:?}", opts.extra_vars)))
+        .any(|t| crate::playbook::mentions_play_world(&t));
     let pool = match &opts.ssh {
         Some(p) => p.clone(),
         None => crate::ssh::Pool::new(crate::ssh::config::SshOptions::default())
@@ -244,6 +252,7 @@ pub async fn run(
         inv_vars,
         groups: Arc::new(Value::Object(inv.groups_var())),
         inventory_mentions_hostvars,
+        inventory_mentions_groups,
         play_hosts: plan.plays.iter().map(|p| p.hosts.clone()).collect(),
         play_hosts_json: plan
             .plays

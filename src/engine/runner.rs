@@ -198,11 +198,13 @@ impl Shared {
             Value::String(play.dir.display().to_string()),
         );
         m.insert("ansible_check_mode".into(), Value::Bool(self.opts.check));
-        m.insert(
-            "ansible_play_hosts".into(),
-            self.play_hosts_json[play_idx].clone(),
-        );
-        m.insert("groups".into(), (*self.groups).clone());
+        if task.mentions_groups || self.inventory_mentions_groups {
+            m.insert(
+                "ansible_play_hosts".into(),
+                self.play_hosts_json[play_idx].clone(),
+            );
+            m.insert("groups".into(), (*self.groups).clone());
+        }
         if task.mentions_hostvars || self.inventory_mentions_hostvars {
             let reg = self
                 .registered

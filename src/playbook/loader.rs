@@ -389,12 +389,20 @@ impl Loader<'_> {
                 }
             }
         }
-        // `hostvars` is built only for tasks that may read it: through their
-        // own text, their conditions (also inherited), or a play variable.
+        // `hostvars`, `groups` and the play's hosts are built only for tasks
+        // that may read them: through their own text, their variables and
+        // conditions (also a block's), or a play variable. Copying them for
+        // every task on every host costs hosts² on a big fleet.
         let play_text = format!("{:?}{:?}", play.vars, play.vars_files);
         for t in play.tasks.iter_mut().chain(play.handlers.iter_mut()) {
-            let in_when = matches!(&t.when, Some(Cond::All(e)) if e.iter().any(|e| e.src.contains("hostvars")));
-            t.mentions_hostvars |= in_when || play_text.contains("hostvars");
+            let mut text = format!("{}{:?}{play_text}", t.source, t.vars);
+            if let Some(Cond::All(e)) = &t.when {
+                for e in e {
+                    text.push_str(&e.src);
+                }
+            }
+            t.mentions_hostvars |= text.contains("hostvars");
+            t.mentions_groups |= mentions_play_world(&text);
         }
         // Task names may use the play's variables and extra vars (handler
         // names stay as written: notify refers to them).
@@ -865,7 +873,7 @@ impl Loader<'_> {
         t.args = args;
         let raw = node.to_json().to_string();
         t.mentions_hostvars = raw.contains("hostvars");
-        t.mentions_groups = raw.contains("groups");
+        t.mentions_groups = mentions_play_world(&raw);
         t.source = raw;
         Ok(t)
     }
@@ -1136,6 +1144,13 @@ fn check_local_files(
 /// A string that looks like a template (handlebars, or Jinja to refuse).
 fn looks_templated(s: &str) -> bool {
     template::has_template(s) || (s.contains("{%") && s.contains("%}"))
+}
+
+/// Whether text may read `groups` or the play's host lists
+/// (`ansible_play_hosts`, `ansible_play_hosts_all`, `ansible_play_batch`,
+/// `play_hosts`).
+pub(crate) fn mentions_play_world(text: &str) -> bool {
+    text.contains("groups") || text.contains("play_hosts") || text.contains("play_batch")
 }
 
 fn mentions_template(v: &Value) -> bool {

@@ -3,6 +3,7 @@
 //! unknown task key, unknown `needs` id, a cycle) is found before anything runs.
 
 mod loader;
+pub(crate) use loader::mentions_play_world;
 
 pub use loader::{load, LoadOptions};
 
