@@ -9,10 +9,12 @@
 # The workload is bench/workload/: site.yml (run as it is by mailrun and by
 # ansible-playbook), deploy.py (pyinfra) and cm-host.sh (ControlMaster), 10
 # tasks per host: 4 commands, 3 small file copies with modes, 2 line edits
-# in a copy of sshd_config, 1 copy of a 1 MB file. For each size and runner
-# the hosts start empty, then a first run (everything changes) and a second
-# run (nothing changes); after each runner the end state of every host
-# (files, modes, checksums, directory listing) must be the same as after
+# in a copy of sshd_config, 1 copy of a 1 MB file (files/big.bin, made per
+# run), all under /srv/bench. For each size and runner the hosts start
+# empty, then a first run (everything changes) and a second run (nothing
+# changes); after each runner the end state of every host (every path under
+# /srv/bench with its type, mode and content; BENCH_VOLATILE names files
+# whose content is not compared, default "stamp") must be the same as after
 # mailrun, or the benchmark fails. mailrun's and ansible's second runs must
 # report no change.
 #
@@ -58,6 +60,7 @@ for n in "${sizes[@]}"; do [ "$n" -gt "$max" ] && max=$n; done
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root (the lab's namespaces)" >&2; exit 1; }
 command -v /usr/bin/time >/dev/null || { echo "bench: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 
+bash scripts/setup.sh >/dev/null
 echo "building mailrun (release)…" >&2
 cargo build --release --locked --quiet
 bin=$root/target/release/mailrun
@@ -69,6 +72,11 @@ if has ansible || has pyinfra; then
      [ "$("$venv/bin/pip" show ansible-core 2>/dev/null | sed -n 's/^Version: //p')" != "${ANSIBLE_PIN##*=}" ] ||
      [ "$("$venv/bin/pip" show pyinfra 2>/dev/null | sed -n 's/^Version: //p')" != "${PYINFRA_PIN##*=}" ]; then
     echo "installing $ANSIBLE_PIN and $PYINFRA_PIN into $venv…" >&2
+    # Debian's python3 makes virtualenvs only with python3-venv.
+    if ! python3 -c 'import ensurepip' 2>/dev/null && command -v apt-get >/dev/null; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    fi
+    rm -rf "$venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q "$ANSIBLE_PIN" "$PYINFRA_PIN"
   fi
@@ -96,7 +104,8 @@ key=$home/.ssh/id_ed25519
 # The workload, with its 1 MB file.
 cp -r bench/workload "$work/w"
 head -c 1048576 /dev/urandom > "$work/w/files/big.bin"
-tasks=10
+# Tasks per host (for ms/task): the task items of site.yml's play.
+tasks=$(grep -c '^    - ' "$work/w/site.yml")
 
 cat > "$work/ansible.cfg" <<CFG
 [defaults]
@@ -130,12 +139,18 @@ on_hosts() { # n cmd: run cmd in each of the first n hosts, 16 at a time
     xargs -P 16 -I{} bash "$root/tests/lab/lab.sh" exec {} sh -c "$*"
 }
 reset_hosts() { on_hosts "$1" 'rm -rf /srv/bench'; }
-state() { # n: a checksum of every host's /srv/bench (listing, modes, contents)
+# Files whose content differs by design between runners (a time stamp):
+# only their existence, type and mode are compared.
+volatile=${BENCH_VOLATILE:-stamp}
+state() { # n: a checksum of every host's /srv/bench (every path, type, mode, content)
   head -n "$1" "$LAB_DIR/hosts" | while read -r name _; do
     echo "== $name"
-    bash tests/lab/lab.sh exec "$name" sh -c 'cd /srv/bench 2>/dev/null || exit 0; ls -A;
-      for f in *.conf sshd_config big.bin; do printf "%s %s " "$f" "$(stat -c %a "$f")"; sha256sum < "$f"; done;
-      test -s stamp && echo stamp' 2>&1
+    bash tests/lab/lab.sh exec "$name" env V=" $volatile " sh -c 'cd /srv/bench 2>/dev/null || exit 0
+      find . -printf "%p %y %m\n" | sort
+      find . -type f | sort | while read -r f; do
+        case "$V" in *" ${f#./} "*) continue ;; esac
+        printf "%s " "$f"; sha256sum < "$f"
+      done' 2>&1
   done > "$work/state.txt"
   sha256sum < "$work/state.txt" | cut -c1-16
 }

@@ -19,6 +19,7 @@ msgs=${2:-100}
   { echo "usage: bench/migration-bench.sh [USERS [MSGS]] (numbers; MSGS >= 3)" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root (the lab's namespaces)" >&2; exit 1; }
 
+bash scripts/setup.sh >/dev/null
 echo "building mailrun (release)…" >&2
 cargo build --release --locked --quiet
 bin=$root/target/release/mailrun
