@@ -82,6 +82,11 @@ pub trait Connection: Send + Sync {
         -> Result<(), ConnError>;
     /// Metadata, or None when the path does not exist.
     async fn stat(&self, path: &str) -> Result<Option<FileStat>, ConnError>;
+    /// As `stat`, where owner and group names may be left out (None) when
+    /// finding them costs more (over SFTP, reading the host's user list).
+    async fn stat_ids(&self, path: &str) -> Result<Option<FileStat>, ConnError> {
+        self.stat(path).await
+    }
     /// Whether the file holds exactly `data` (None when it does not exist).
     async fn content_equals(&self, path: &str, data: &[u8]) -> Result<Option<bool>, ConnError> {
         Ok(self.read_file(path).await?.map(|d| d == data))

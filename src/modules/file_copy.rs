@@ -422,7 +422,7 @@ pub(super) async fn resolve_dest(
     src_name: Option<&str>,
 ) -> Result<Result<(String, Option<Option<FileStat>>), Outcome>, ConnError> {
     if !dest.ends_with('/') {
-        let st = host_stat(ctx, dest).await?;
+        let st = host_stat_ids(ctx, dest).await?;
         if !st.as_ref().is_some_and(|s| s.is_dir) {
             return Ok(Ok((dest.to_string(), Some(st))));
         }
@@ -460,6 +460,14 @@ fn script_failed(what: &str, path: &str, out: &connection::ExecOutput) -> ConnEr
         out.rc,
         out.stderr_str().trim_end()
     ))
+}
+
+/// As [`host_stat`], names left out where they cost more.
+async fn host_stat_ids(ctx: &Context, path: &str) -> Result<Option<FileStat>, ConnError> {
+    if ctx.become_user.is_none() {
+        return ctx.conn.stat_ids(path).await;
+    }
+    host_stat(ctx, path).await
 }
 
 async fn host_stat(ctx: &Context, path: &str) -> Result<Option<FileStat>, ConnError> {
@@ -546,9 +554,13 @@ async fn check(
     data: &[u8],
     o: &InstallOpts,
 ) -> Result<Result<Plan, Outcome>, ConnError> {
+    // Owner and group names only when they are compared.
+    let names = o.owner.is_some() || o.group.is_some();
     let before = match &o.known {
+        Some(Some(k)) if names && k.owner.is_none() => host_stat(ctx, &o.dest).await?,
         Some(known) => known.clone(),
-        None => host_stat(ctx, &o.dest).await?,
+        None if names => host_stat(ctx, &o.dest).await?,
+        None => host_stat_ids(ctx, &o.dest).await?,
     };
     if before.as_ref().is_some_and(|b| b.is_dir) {
         return Ok(Err(Outcome::failed(format!(

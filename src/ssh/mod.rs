@@ -592,6 +592,25 @@ impl HostConn {
         Ok(())
     }
 
+    /// SFTP's stat, without names (the shell script's, with names, where
+    /// SFTP cannot tell: no permission, say).
+    async fn sftp_stat(&self, sftp: &Sftp, path: &str) -> Result<Option<FileStat>, ConnError> {
+        match sftp.client.stat(path).await {
+            Ok(None) => Ok(None),
+            Ok(Some(a)) => Ok(Some(FileStat {
+                is_dir: a.is_dir,
+                size: a.size,
+                mode: a.mode,
+                uid: a.uid,
+                gid: a.gid,
+                owner: None,
+                group: None,
+                sha256: None,
+            })),
+            Err(_) => self.stat_by_exec(path).await,
+        }
+    }
+
     /// The host's user and group names by id (empty if unreadable).
     async fn id_names(&self, sftp: &Sftp) -> &IdNames {
         self.names
@@ -1105,25 +1124,25 @@ impl Connection for HostConn {
     /// knows). No checksum: callers compare content when they need to.
     async fn stat(&self, path: &str) -> Result<Option<FileStat>, ConnError> {
         let sftp = self.sftp().await?;
-        let a = match sftp.client.stat(path).await {
-            Ok(None) => return Ok(None),
-            Ok(Some(a)) => a,
-            Err(_) => return self.stat_by_exec(path).await,
+        let Some(mut st) = self.sftp_stat(&sftp, path).await? else {
+            return Ok(None);
         };
+        if st.owner.is_some() {
+            return Ok(Some(st));
+        }
         let names = self.id_names(&sftp).await;
-        let (Some(owner), Some(group)) = (names.users.get(&a.uid), names.groups.get(&a.gid)) else {
+        let (Some(owner), Some(group)) = (names.users.get(&st.uid), names.groups.get(&st.gid))
+        else {
             return self.stat_by_exec(path).await;
         };
-        Ok(Some(FileStat {
-            is_dir: a.is_dir,
-            size: a.size,
-            mode: a.mode,
-            uid: a.uid,
-            gid: a.gid,
-            owner: Some(owner.clone()),
-            group: Some(group.clone()),
-            sha256: None,
-        }))
+        st.owner = Some(owner.clone());
+        st.group = Some(group.clone());
+        Ok(Some(st))
+    }
+
+    async fn stat_ids(&self, path: &str) -> Result<Option<FileStat>, ConnError> {
+        let sftp = self.sftp().await?;
+        self.sftp_stat(&sftp, path).await
     }
 
     async fn content_equals(&self, path: &str, data: &[u8]) -> Result<Option<bool>, ConnError> {
