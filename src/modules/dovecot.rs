@@ -275,6 +275,30 @@ impl MailState {
         })
     }
 
+    /// Equal mailboxes, messages and Sieve scripts by name and activity
+    /// (their texts not compared: an after-state reads no texts).
+    pub(super) fn same_apart_from_sieve_text(&self, other: &MailState) -> bool {
+        let names = |s: &MailState| {
+            s.sieve.as_ref().map(|v| {
+                v.iter()
+                    .map(|x| (x.name.clone(), x.active))
+                    .collect::<Vec<_>>()
+            })
+        };
+        self.mailboxes == other.mailboxes
+            && self.messages == other.messages
+            && names(self) == names(other)
+    }
+
+    /// Whether a script both sides have by name differs in text.
+    pub(super) fn sieve_texts_differ(&self, other: &MailState) -> bool {
+        let (Some(a), Some(b)) = (&self.sieve, &other.sieve) else {
+            return false;
+        };
+        a.iter()
+            .any(|x| b.iter().any(|y| y.name == x.name && y.sha256 != x.sha256))
+    }
+
     fn guids(&self) -> BTreeSet<&str> {
         self.messages.iter().map(|m| m.guid.as_str()).collect()
     }
@@ -308,8 +332,14 @@ impl MailState {
     }
 }
 
-/// A shell script printing a user's mail for [`parse_state`].
-pub(super) fn state_script(user: &str, message_ids: bool) -> String {
+/// A shell script printing a user's mail for [`parse_state`]: with the
+/// Sieve scripts' texts hashed (a doveadm run each) or only listed.
+pub(super) fn state_script(user: &str, message_ids: bool, sieve_text: bool) -> String {
+    let hash = if sieve_text {
+        "s=$(doveadm sieve get -u \"$u\" \"$n\" | sha256sum | cut -c1-64)\n"
+    } else {
+        "s=\n"
+    };
     let fields = if message_ids {
         "mailbox guid flags hdr.message-id"
     } else {
@@ -325,7 +355,7 @@ pub(super) fn state_script(user: &str, message_ids: bool) -> String {
          if l=$(doveadm -f tab sieve list -u \"$u\" 2>/dev/null); then\n\
          T=$(printf '\\t')\n\
          printf '%s\\n' \"$l\" | tail -n +2 | while IFS=\"$T\" read -r n a; do\n\
-         s=$(doveadm sieve get -u \"$u\" \"$n\" | sha256sum | cut -c1-64)\n\
+         {hash}\
          printf '%s\\t%s\\t%s\\n' \"$n\" \"$a\" \"$s\"\n\
          done\n\
          else echo @nosieve; fi",
@@ -338,10 +368,11 @@ pub(super) async fn state(
     side: &Side,
     user: &str,
     message_ids: bool,
+    sieve_text: bool,
     timeout: Option<Duration>,
 ) -> Result<MailState, StateError> {
     let out = side
-        .sh(&state_script(user, message_ids), timeout)
+        .sh(&state_script(user, message_ids, sieve_text), timeout)
         .await
         .map_err(|e| StateError::Failed(e.to_string()))?;
     match out.rc {
@@ -557,6 +588,17 @@ mod tests {
         let lost = old.lost_by_backup_from(&new).join("\n");
         assert!(lost.contains("1 message(s) in 'Archive/2024'"), "{lost}");
         assert!(old.lost_by_backup_from(&old).is_empty());
+        // An after-state lists Sieve scripts without their texts.
+        let mut light = old.clone();
+        for x in light.sieve.as_mut().unwrap() {
+            x.sha256.clear();
+        }
+        assert!(light.same_apart_from_sieve_text(&old));
+        assert!(!new.same_apart_from_sieve_text(&old));
+        assert!(!old.sieve_texts_differ(&old));
+        let mut edited = old.clone();
+        edited.sieve.as_mut().unwrap()[0].sha256 = "other".into();
+        assert!(old.sieve_texts_differ(&edited));
     }
 
     #[test]

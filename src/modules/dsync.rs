@@ -574,7 +574,7 @@ async fn one_user(
     // Both sides read at once (the remote's retried like dsync itself: it
     // may be down briefly).
     let (src_before, dst_before) = tokio::join!(
-        dovecot::state(source, user, false, timeout),
+        dovecot::state(source, user, false, true, timeout),
         remote_state(job, remote, user, timeout)
     );
     let src_before = match src_before {
@@ -750,7 +750,9 @@ async fn one_user(
     let after = |side: &Side| {
         let side = side.clone();
         let user = user.to_string();
-        async move { dovecot::state(&side, &user, false, timeout).await }
+        // Without the Sieve texts (a doveadm run per script): what changed
+        // in them is known from before.
+        async move { dovecot::state(&side, &user, false, false, timeout).await }
     };
     // Only a two-way sync changes the source: after a backup or a one-way
     // sync its state is the one read before.
@@ -763,7 +765,9 @@ async fn one_user(
     if let (Ok(s), Ok(d)) = (&src_after, &dst_after) {
         data.insert("source_after".into(), counts_json(s));
         data.insert("remote_after".into(), counts_json(d));
-        changed = *d != dst_before || *s != src_before;
+        changed = !d.same_apart_from_sieve_text(&dst_before)
+            || !s.same_apart_from_sieve_text(&src_before)
+            || src_before.sieve_texts_differ(&dst_before);
     }
     let summary = match &dst_after {
         Ok(d) if !changed => format!(
@@ -804,7 +808,7 @@ async fn remote_state(
     let mut attempt = 0u32;
     let mut looked_again = false;
     loop {
-        match dovecot::state(&remote.side, user, false, timeout).await {
+        match dovecot::state(&remote.side, user, false, true, timeout).await {
             Err(StateError::UnknownUser) if !looked_again => {
                 looked_again = true;
                 tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -145,8 +145,8 @@ impl Module for MailVerify {
             tasks.spawn(async move {
                 let _permit = gate.acquire_owned().await.expect("never closed");
                 let (a, b) = tokio::join!(
-                    dovecot::state(&here, &user, true, None),
-                    dovecot::state(&there, &user, true, None)
+                    dovecot::state(&here, &user, true, true, None),
+                    dovecot::state(&there, &user, true, true, None)
                 );
                 (
                     i,
