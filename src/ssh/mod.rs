@@ -9,8 +9,10 @@
 //!   unread channel would freeze the whole session (RUSSH-NOTES §5).
 //! - A session found dead (sshd restarted, keepalive lost) is reopened once,
 //!   transparently, when a command has not started yet.
-//! - Files go over one SFTP session per host: a temp file (0600) beside the
-//!   destination, then renamed over it; checksums are computed on the host.
+//! - Files go over one SFTP session per host (`sftp.rs`), as requests to
+//!   its one sftp-server: a temp file beside the destination, setstat, then
+//!   posix-rename over it; stat and content compares too. No process is
+//!   started on the host per file operation.
 
 pub mod config;
 pub mod known_hosts;
