@@ -20,8 +20,8 @@
 #
 # Printed per size, run and runner: wall time, time per task (wall / 10),
 # control-side CPU (user+system of every process the runner started,
-# ControlMaster daemons included, from a cpuacct cgroup when the machine has
-# one), peak memory (max RSS of the runner's largest process: for runners
+# ControlMaster daemons included, from a cgroup when the machine lets the
+# script make one), peak memory (max RSS of the runner's largest process: for runners
 # made of many processes an underestimate of their total) and the ratio of
 # the runner's wall time to mailrun's. Then the issue's targets at 50 and 200
 # hosts, each PASS or FAIL.
@@ -89,7 +89,9 @@ cleanup() {
   # ControlPersist masters left by ansible (ours only: their socket dir)
   pkill -f -- "ControlPath=.?$work/cp/" 2>/dev/null || true
   bash "$root/tests/lab/lab.sh" down >/dev/null 2>&1 || true
-  [ -n "$cg" ] && rmdir "$cg" 2>/dev/null || true
+  if [ -n "$cg" ]; then
+    for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$cg" 2>/dev/null && break; sleep 0.2; done
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -155,21 +157,34 @@ state() { # n: a checksum of every host's /srv/bench (every path, type, mode, co
   sha256sum < "$work/state.txt" | cut -c1-16
 }
 
-# One measured command: "wall cpu rss_mb" (CPU from a cpuacct cgroup when
-# there is one: it also counts daemons the runner leaves, like ssh masters).
-cgroot=/sys/fs/cgroup/cpuacct
-if [ -w "$cgroot" ] && mkdir "$cgroot/mailrun-bench-$$" 2>/dev/null; then cg=$cgroot/mailrun-bench-$$; fi
+# One measured command: "wall cpu rss_mb". CPU comes from a cgroup of our
+# own when the machine lets us make one (v1 cpuacct, or v2's cpu.stat): it
+# also counts daemons the runner leaves, like ssh masters; else from
+# /usr/bin/time (the processes the runner waited for).
+cgcpu() { # the cgroup's CPU time in ns
+  if [ -f "$cg/cpuacct.usage" ]; then cat "$cg/cpuacct.usage"
+  else awk '/^usage_usec/ { printf "%d\n", $2 * 1000 }' "$cg/cpu.stat"; fi
+}
+for cgroot in /sys/fs/cgroup/cpuacct /sys/fs/cgroup; do
+  [ "$cgroot" = /sys/fs/cgroup ] && [ ! -f /sys/fs/cgroup/cgroup.controllers ] && continue
+  if [ -w "$cgroot" ] && mkdir "$cgroot/mailrun-bench-$$" 2>/dev/null; then
+    cg=$cgroot/mailrun-bench-$$
+    cgcpu >/dev/null 2>&1 && sh -c 'echo $$ > "$1/cgroup.procs"' sh "$cg" 2>/dev/null && break
+    rmdir "$cg" 2>/dev/null || true
+    cg=
+  fi
+done
 measure() {
   local out=$work/time.out before=0 after start end
-  [ -n "$cg" ] && before=$(cat "$cg/cpuacct.usage")
+  [ -n "$cg" ] && before=$(cgcpu)
   start=$(date +%s.%N)
   if [ -n "$cg" ]; then
-    /usr/bin/time -f '%U %S %M' -o "$out" bash -c 'echo $$ > "$1/tasks"; shift; exec "$@"' bash "$cg" "$@" >"$work/last.log" 2>&1 || { tail -40 "$work/last.log" >&2; return 1; }
+    /usr/bin/time -f '%U %S %M' -o "$out" bash -c 'echo $$ > "$1/cgroup.procs"; shift; exec "$@"' bash "$cg" "$@" >"$work/last.log" 2>&1 || { tail -40 "$work/last.log" >&2; return 1; }
   else
     /usr/bin/time -f '%U %S %M' -o "$out" "$@" >"$work/last.log" 2>&1 || { tail -40 "$work/last.log" >&2; return 1; }
   fi
   end=$(date +%s.%N)
-  [ -n "$cg" ] && after=$(cat "$cg/cpuacct.usage")
+  [ -n "$cg" ] && after=$(cgcpu)
   read -r u s m < <(tail -1 "$out")
   awk -v a="$start" -v b="$end" -v u="$u" -v s="$s" -v m="$m" -v c0="$before" -v c1="${after:-0}" \
     'BEGIN { cpu = (c1 > 0 ? (c1 - c0) / 1e9 : u + s); printf "%.3f %.2f %.1f\n", b-a, cpu, m/1024 }'
