@@ -443,6 +443,8 @@ fn files_over_sftp_keep_owner_and_mode_and_compare_content() {
     );
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(p.path().join("big.bin"), &big).unwrap();
+    // Exactly two SFTP read requests long: the end is found by asking once more.
+    std::fs::write(p.path().join("even.bin"), vec![7u8; 65536]).unwrap();
     p.file(
         "f.yml",
         r#"- hosts: lab
@@ -451,6 +453,8 @@ fn files_over_sftp_keep_owner_and_mode_and_compare_content() {
     - copy: { content: "fresh\n", dest: /srv/f/fresh }
     - copy: { content: "xyz\n", dest: /srv/f/same-size }
     - copy: { src: "{{ root }}/big.bin", dest: /srv/f/big }
+    - copy: { src: "{{ root }}/even.bin", dest: /srv/f/even }
+    - copy: { content: "", dest: /srv/f/empty }
     - copy: { content: "u\n", dest: /srv/f/uid, owner: "4242", group: "4343", mode: "0600" }
     - command: touch /srv/f/made
       args: { creates: /srv/f/made }
@@ -460,14 +464,14 @@ fn files_over_sftp_keep_owner_and_mode_and_compare_content() {
     );
     let r = play(&p, &lab, "f.yml", &[]);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert_eq!(r.changed("sftp1"), 6, "{}", r.all());
+    assert_eq!(r.changed("sftp1"), 8, "{}", r.all());
     assert_eq!(
         lab.sh(
             "sftp1",
             "cd /srv/f && stat -c '%n %U:%G %a' kept fresh && stat -c '%n %u:%g %a' uid && cat kept same-size && ls -A && sha256sum < big"
         ),
         format!(
-            "kept nobody:nogroup 604\nfresh root:root 644\nuid 4242:4343 600\nnew one\nxyz\nbig\nfresh\nkept\nmade\nsame-size\nuid\n{}  -\n",
+            "kept nobody:nogroup 604\nfresh root:root 644\nuid 4242:4343 600\nnew one\nxyz\nbig\nempty\neven\nfresh\nkept\nmade\nsame-size\nuid\n{}  -\n",
             sha256_hex(&big)
         )
     );

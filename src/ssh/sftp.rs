@@ -87,13 +87,54 @@ impl Client {
 
     /// The whole file; None when it does not exist.
     pub async fn read(&self, path: &str) -> Result<Option<Vec<u8>>, Error> {
+        let mut data = Vec::new();
+        let found = self
+            .read_with(path, |size, piece| {
+                if data.is_empty() {
+                    data.reserve(size.min(64 << 20) as usize);
+                }
+                data.extend_from_slice(piece);
+                true
+            })
+            .await?;
+        Ok(found.then_some(data))
+    }
+
+    /// Whether the file holds exactly `data`, read back in chunks and
+    /// compared as they come (stops at the first difference; holds no copy).
+    /// None when the file does not exist.
+    pub async fn equals(&self, path: &str, data: &[u8]) -> Result<Option<bool>, Error> {
+        let mut pos = 0usize;
+        let mut same = true;
+        let found = self
+            .read_with(path, |size, piece| {
+                same = same
+                    && size == data.len() as u64
+                    && data.get(pos..pos + piece.len()) == Some(piece);
+                pos += piece.len();
+                same
+            })
+            .await?;
+        Ok(found.then_some(same && pos == data.len()))
+    }
+
+    /// Opens `path` (false when it does not exist) and reads it to its end
+    /// with a few requests in flight, handing each piece in order (with the
+    /// size fstat gave) to `take` until it returns false. A short
+    /// read at or past that size is the end; one before it (a server may
+    /// answer less) is asked again from where it stopped.
+    async fn read_with(
+        &self,
+        path: &str,
+        mut take: impl FnMut(u64, &[u8]) -> bool,
+    ) -> Result<bool, Error> {
         let handle = match self
             .raw
             .open(path, OpenFlags::READ, FileAttributes::empty())
             .await
         {
             Ok(h) => h.handle,
-            Err(e) if is_missing(&e) => return Ok(None),
+            Err(e) if is_missing(&e) => return Ok(false),
             Err(e) => return Err(e),
         };
         let read = async {
@@ -104,94 +145,42 @@ impl Client {
                 .attrs
                 .size
                 .unwrap_or(0);
-            let mut data = Vec::with_capacity(size.min(64 << 20) as usize);
-            // Requests for the whole known size at once (a few in flight),
-            // then on until end of file (the file may have grown).
             let mut offset = 0u64;
             loop {
-                let mut reqs = Vec::new();
-                for i in 0..READS_IN_FLIGHT {
-                    let at = offset + (i * CHUNK) as u64;
-                    if i > 0 && at >= size {
+                let left = size.saturating_sub(offset) as usize;
+                let n = left.div_ceil(CHUNK).clamp(1, READS_IN_FLIGHT);
+                let reqs: Vec<_> = (0..n)
+                    .map(|i| {
+                        self.raw
+                            .read(handle.as_str(), offset + (i * CHUNK) as u64, CHUNK as u32)
+                    })
+                    .collect();
+                for r in join_all(reqs).await {
+                    let piece = match r {
+                        Ok(d) => d.data,
+                        Err(Error::Status(s)) if s.status_code == StatusCode::Eof => return Ok(()),
+                        Err(e) => return Err(e),
+                    };
+                    if piece.is_empty() {
+                        return Ok(());
+                    }
+                    offset += piece.len() as u64;
+                    if !take(size, &piece) {
+                        return Ok(());
+                    }
+                    if piece.len() < CHUNK {
+                        if offset >= size {
+                            return Ok(());
+                        }
+                        // The rest of this batch started past a gap.
                         break;
                     }
-                    reqs.push(self.raw.read(handle.as_str(), at, CHUNK as u32));
-                }
-                let mut eof = false;
-                for r in join_all(reqs).await {
-                    match r {
-                        Ok(d) if !eof => {
-                            let short = d.data.len() < CHUNK;
-                            offset += d.data.len() as u64;
-                            data.extend_from_slice(&d.data);
-                            eof = short;
-                        }
-                        Ok(_) => {}
-                        Err(Error::Status(s)) if s.status_code == StatusCode::Eof => eof = true,
-                        Err(e) => return Err(e),
-                    }
-                }
-                if eof {
-                    return Ok(data);
                 }
             }
         };
         let r = read.await;
         let _ = self.raw.close(handle).await;
-        r.map(Some)
-    }
-
-    /// Whether the file holds exactly `data`, read back in chunks and
-    /// compared as they come (stops at the first difference; holds no copy).
-    /// None when the file does not exist.
-    pub async fn equals(&self, path: &str, data: &[u8]) -> Result<Option<bool>, Error> {
-        let handle = match self
-            .raw
-            .open(path, OpenFlags::READ, FileAttributes::empty())
-            .await
-        {
-            Ok(h) => h.handle,
-            Err(e) if is_missing(&e) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let compare = async {
-            let size = self
-                .raw
-                .fstat(handle.as_str())
-                .await?
-                .attrs
-                .size
-                .unwrap_or(0);
-            if size != data.len() as u64 {
-                return Ok(false);
-            }
-            let mut offset = 0usize;
-            while offset < data.len() {
-                let reqs: Vec<_> = (0..READS_IN_FLIGHT)
-                    .map(|i| offset + i * CHUNK)
-                    .take_while(|at| *at < data.len())
-                    .map(|at| self.raw.read(handle.as_str(), at as u64, CHUNK as u32))
-                    .collect();
-                for r in join_all(reqs).await {
-                    let got = match r {
-                        Ok(d) => d.data,
-                        Err(Error::Status(s)) if s.status_code == StatusCode::Eof => {
-                            return Ok(false)
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    let want = &data[offset..(offset + CHUNK).min(data.len())];
-                    if got != want {
-                        return Ok(false);
-                    }
-                    offset += want.len();
-                }
-            }
-            Ok(true)
-        };
-        let r = compare.await;
-        let _ = self.raw.close(handle).await;
-        r.map(Some)
+        r.map(|()| true)
     }
 
     /// Creates `path` (which must not exist) with `perm` (the sftp-server's
