@@ -76,8 +76,10 @@ if has ansible || has pyinfra; then
     if ! python3 -c 'import ensurepip' 2>/dev/null && command -v apt-get >/dev/null; then
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
     fi
-    rm -rf "$venv"
-    python3 -m venv "$venv"
+    if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ]; then
+      echo "bench: $venv exists and is not a virtualenv; set BENCH_VENV to another path" >&2; exit 1
+    fi
+    python3 -m venv --clear "$venv"
     "$venv/bin/pip" install -q "$ANSIBLE_PIN" "$PYINFRA_PIN"
   fi
 fi
