@@ -483,6 +483,28 @@ fn files_over_sftp_keep_owner_and_mode_and_compare_content() {
     let r = play(&p, &lab, "f.yml", &[]);
     assert_eq!(r.changed("sftp1"), 2, "{}", r.all());
     assert_eq!(lab.sh("sftp1", "cat /srv/f/same-size"), "xyz\n");
+    // A missing directory is named (no temp file could be made there).
+    let r = run(
+        &p,
+        &lab,
+        &[
+            "adhoc",
+            "lab",
+            "-m",
+            "copy",
+            "-a",
+            "content=x dest=/nonexist/x",
+            "-i",
+            "lab.ini",
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("cannot write /nonexist/x: the directory /nonexist does not exist"),
+        "{}",
+        r.all()
+    );
 }
 
 fn sha256_hex(data: &[u8]) -> String {

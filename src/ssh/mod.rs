@@ -588,8 +588,16 @@ impl HostConn {
     ) -> Result<(), ConnError> {
         let _bulk = bulk(data.len()).await;
         if let Err(e) = sftp.client.write_new(tmp, data, perm).await {
-            self.drop_sftp(sftp).await;
-            return Err(ConnError::Io(e.to_string()));
+            if sftp::is_broken(&e) {
+                self.drop_sftp(sftp).await;
+            }
+            if sftp::is_missing(&e) {
+                let dir = tmp
+                    .rsplit_once('/')
+                    .map_or(".", |(d, _)| if d.is_empty() { "/" } else { d });
+                return Err(ConnError::Io(format!("the directory {dir} does not exist")));
+            }
+            return Err(ConnError::Io(sftp::describe(&e)));
         }
         Ok(())
     }
@@ -1048,10 +1056,13 @@ impl Connection for HostConn {
         match sftp.client.read(path).await {
             Ok(data) => Ok(data),
             Err(e) => {
-                self.drop_sftp(&sftp).await;
+                if sftp::is_broken(&e) {
+                    self.drop_sftp(&sftp).await;
+                }
                 Err(ConnError::Io(format!(
-                    "{}: cannot read {path}: {e}",
-                    self.label()
+                    "{}: cannot read {path}: {}",
+                    self.label(),
+                    sftp::describe(&e)
                 )))
             }
         }
@@ -1116,7 +1127,7 @@ impl Connection for HostConn {
         };
         if let Err(e) = finish.await {
             let _ = sftp.client.remove(&tmp).await;
-            return Err(failed(e.to_string()));
+            return Err(failed(sftp::describe(&e)));
         }
         Ok(())
     }
@@ -1153,10 +1164,13 @@ impl Connection for HostConn {
         match sftp.client.equals(path, data).await {
             Ok(r) => Ok(r),
             Err(e) => {
-                self.drop_sftp(&sftp).await;
+                if sftp::is_broken(&e) {
+                    self.drop_sftp(&sftp).await;
+                }
                 Err(ConnError::Io(format!(
-                    "{}: cannot read {path}: {e}",
-                    self.label()
+                    "{}: cannot read {path}: {}",
+                    self.label(),
+                    sftp::describe(&e)
                 )))
             }
         }

@@ -43,6 +43,22 @@ pub fn is_denied(e: &Error) -> bool {
     matches!(e, Error::Status(s) if s.status_code == StatusCode::PermissionDenied)
 }
 
+/// Whether the session itself failed (not just this request): it is then
+/// dropped and opened again on next use.
+pub fn is_broken(e: &Error) -> bool {
+    !matches!(e, Error::Status(_))
+}
+
+/// The server's words for a failed request (russh-sftp's own display says
+/// the status twice: "Permission denied: Permission denied").
+pub fn describe(e: &Error) -> String {
+    match e {
+        Error::Status(s) if s.error_message.trim().is_empty() => format!("{:?}", s.status_code),
+        Error::Status(s) => s.error_message.trim().to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// An SSH string: a big-endian u32 length, then the bytes.
 fn ssh_string(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
@@ -264,5 +280,38 @@ fn attrs(a: &FileAttributes) -> Attrs {
         mode: bits & 0o7777,
         uid: a.uid.unwrap_or(0),
         gid: a.gid.unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use russh_sftp::protocol::Status;
+
+    fn status(code: StatusCode, msg: &str) -> Error {
+        Error::Status(Status {
+            id: 1,
+            status_code: code,
+            error_message: msg.into(),
+            language_tag: "en".into(),
+        })
+    }
+
+    #[test]
+    fn errors_say_it_once_and_only_broken_sessions_are_dropped() {
+        let denied = status(StatusCode::PermissionDenied, "Permission denied");
+        assert_eq!(describe(&denied), "Permission denied");
+        assert_eq!(describe(&status(StatusCode::Failure, " ")), "Failure");
+        assert!(is_denied(&denied) && !is_broken(&denied));
+        assert!(is_missing(&status(StatusCode::NoSuchFile, "No such file")));
+        assert!(is_broken(&Error::Timeout));
+    }
+
+    #[test]
+    fn ssh_strings_are_length_prefixed() {
+        let mut out = Vec::new();
+        ssh_string(&mut out, "/a");
+        ssh_string(&mut out, "");
+        assert_eq!(out, [0, 0, 0, 2, b'/', b'a', 0, 0, 0, 0]);
     }
 }
