@@ -233,14 +233,10 @@ pub async fn run(
         vars.insert("group_names".into(), Value::Array(names));
         inv_vars.insert(h, Arc::new(vars));
     }
-    let inventory_mentions_hostvars = inv_vars
-        .values()
-        .any(|v| format!("{v:?}").contains("hostvars"));
-    let inventory_mentions_groups = inv_vars
-        .values()
-        .map(|v| format!("{v:?}"))
-        .chain(std::iter::once(format!("{:?}", opts.extra_vars)))
-        .any(|t| crate::playbook::mentions_play_world(&t));
+    let inv_text: String = inv_vars.values().map(|v| format!("{v:?}")).collect();
+    let inventory_mentions_hostvars = inv_text.contains("hostvars");
+    let inventory_mentions_groups = crate::playbook::mentions_play_world(&inv_text)
+        || crate::playbook::mentions_play_world(&format!("{:?}", opts.extra_vars));
     let pool = match &opts.ssh {
         Some(p) => p.clone(),
         None => crate::ssh::Pool::new(crate::ssh::config::SshOptions::default())

@@ -325,21 +325,10 @@ pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
     }
 
     // One ssh connection from this host to the remote, shared by the users.
-    let mux = Arc::new(Mux {
-        path: if ctx.check || todo.is_empty() {
-            None
-        } else {
-            source
-                .sh(&remote.mux_open_script(), Some(Duration::from_secs(30)))
-                .await
-                .ok()
-                .filter(|o| o.rc == 0)
-                .map(|o| o.stdout_str().trim().to_string())
-                .filter(|p| {
-                    p.starts_with("/tmp/mailrun-dsync.") && !p.contains(char::is_whitespace)
-                })
-        },
-        ok: std::sync::atomic::AtomicBool::new(true),
+    let mux = Arc::new(if ctx.check || todo.is_empty() {
+        Mux::none()
+    } else {
+        Mux::open(&source, &remote).await
     });
 
     let ledger = Arc::new(Mutex::new(ledger));
@@ -418,14 +407,7 @@ pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
             Err(e) => abnormal = Some(e),
         }
     }
-    if let Some(path) = &mux.path {
-        let _ = source
-            .sh(
-                &remote.mux_close_script(path),
-                Some(Duration::from_secs(30)),
-            )
-            .await;
-    }
+    mux.close(&source, &remote).await;
     if let Some(e) = abnormal {
         return Ok(Outcome::failed(format!(
             "{module}: a user's run ended abnormally: {e}"
@@ -535,6 +517,40 @@ struct Mux {
 }
 
 impl Mux {
+    fn none() -> Mux {
+        Mux {
+            path: None,
+            ok: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    /// Starts the shared connection on the source; none if it cannot.
+    async fn open(source: &Side, remote: &Remote) -> Mux {
+        let path = source
+            .sh(&remote.mux_open_script(), Some(Duration::from_secs(30)))
+            .await
+            .ok()
+            .filter(|o| o.rc == 0)
+            .map(|o| o.stdout_str().trim().to_string())
+            .filter(|p| p.starts_with("/tmp/mailrun-dsync.") && !p.contains(char::is_whitespace));
+        Mux {
+            path,
+            ..Mux::none()
+        }
+    }
+
+    /// Ends the shared connection and removes its directory.
+    async fn close(&self, source: &Side, remote: &Remote) {
+        if let Some(path) = &self.path {
+            let _ = source
+                .sh(
+                    &remote.mux_close_script(path),
+                    Some(Duration::from_secs(30)),
+                )
+                .await;
+        }
+    }
+
     fn current(&self) -> Option<&str> {
         self.path
             .as_deref()

@@ -394,15 +394,17 @@ impl Loader<'_> {
         // conditions (also a block's), or a play variable. Copying them for
         // every task on every host costs hosts² on a big fleet.
         let play_text = format!("{:?}{:?}", play.vars, play.vars_files);
+        let play_hostvars = play_text.contains("hostvars");
+        let play_world = mentions_play_world(&play_text);
         for t in play.tasks.iter_mut().chain(play.handlers.iter_mut()) {
-            let mut text = format!("{}{:?}{play_text}", t.source, t.vars);
+            let mut text = format!("{}{:?}", t.source, t.vars);
             if let Some(Cond::All(e)) = &t.when {
                 for e in e {
                     text.push_str(&e.src);
                 }
             }
-            t.mentions_hostvars |= text.contains("hostvars");
-            t.mentions_groups |= mentions_play_world(&text);
+            t.mentions_hostvars |= play_hostvars || text.contains("hostvars");
+            t.mentions_groups |= play_world || mentions_play_world(&text);
         }
         // Task names may use the play's variables and extra vars (handler
         // names stay as written: notify refers to them).

@@ -588,18 +588,24 @@ impl HostConn {
     ) -> Result<(), ConnError> {
         let _bulk = bulk(data.len()).await;
         if let Err(e) = sftp.client.write_new(tmp, data, perm).await {
-            if sftp::is_broken(&e) {
-                self.drop_sftp(sftp).await;
-            }
             if sftp::is_missing(&e) {
                 let dir = tmp
                     .rsplit_once('/')
                     .map_or(".", |(d, _)| if d.is_empty() { "/" } else { d });
                 return Err(ConnError::Io(format!("the directory {dir} does not exist")));
             }
-            return Err(ConnError::Io(sftp::describe(&e)));
+            return Err(ConnError::Io(self.sftp_failed(sftp, &e).await));
         }
         Ok(())
+    }
+
+    /// What a failed SFTP request says; a session that broke (not just
+    /// refused the request) is dropped, to be opened again on next use.
+    async fn sftp_failed(&self, sftp: &Arc<Sftp>, e: &sftp::Error) -> String {
+        if sftp::is_broken(e) {
+            self.drop_sftp(sftp).await;
+        }
+        sftp::describe(e)
     }
 
     /// SFTP's stat, without names (the shell script's, with names, where
@@ -1055,16 +1061,11 @@ impl Connection for HostConn {
         let sftp = self.sftp().await?;
         match sftp.client.read(path).await {
             Ok(data) => Ok(data),
-            Err(e) => {
-                if sftp::is_broken(&e) {
-                    self.drop_sftp(&sftp).await;
-                }
-                Err(ConnError::Io(format!(
-                    "{}: cannot read {path}: {}",
-                    self.label(),
-                    sftp::describe(&e)
-                )))
-            }
+            Err(e) => Err(ConnError::Io(format!(
+                "{}: cannot read {path}: {}",
+                self.label(),
+                self.sftp_failed(&sftp, &e).await
+            ))),
         }
     }
 
@@ -1163,16 +1164,11 @@ impl Connection for HostConn {
         let _bulk = bulk(data.len()).await;
         match sftp.client.equals(path, data).await {
             Ok(r) => Ok(r),
-            Err(e) => {
-                if sftp::is_broken(&e) {
-                    self.drop_sftp(&sftp).await;
-                }
-                Err(ConnError::Io(format!(
-                    "{}: cannot read {path}: {}",
-                    self.label(),
-                    sftp::describe(&e)
-                )))
-            }
+            Err(e) => Err(ConnError::Io(format!(
+                "{}: cannot read {path}: {}",
+                self.label(),
+                self.sftp_failed(&sftp, &e).await
+            ))),
         }
     }
 

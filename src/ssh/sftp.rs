@@ -6,11 +6,10 @@
 //! process: no process is started on the host per operation.
 
 use futures_util::future::join_all;
-use russh_sftp::client::error::Error;
+pub use russh_sftp::client::error::Error;
 use russh_sftp::client::rawsession::Limits;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
-use std::sync::Arc;
 
 /// Bytes per read or write request, and how many are in flight at once per
 /// file: writes 64 KiB (what is in flight stays in the session's send
@@ -20,7 +19,7 @@ const IN_FLIGHT: usize = 2;
 const READS_IN_FLIGHT: usize = 8;
 
 pub struct Client {
-    raw: Arc<RawSftpSession>,
+    raw: RawSftpSession,
     posix_rename: bool,
 }
 
@@ -28,7 +27,6 @@ pub struct Client {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Attrs {
     pub is_dir: bool,
-    pub is_file: bool,
     pub size: u64,
     pub mode: u32,
     pub uid: u32,
@@ -83,7 +81,7 @@ impl Client {
         }
         Ok(Client {
             posix_rename: has("posix-rename@openssh.com", "1"),
-            raw: Arc::new(raw),
+            raw,
         })
     }
 
@@ -209,8 +207,7 @@ impl Client {
         let flags = OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE;
         let handle = self.raw.open(path, flags, attrs).await?.handle;
         let write = async {
-            for group in data.chunks(CHUNK * IN_FLIGHT).enumerate() {
-                let (g, bytes) = group;
+            for (g, bytes) in data.chunks(CHUNK * IN_FLIGHT).enumerate() {
                 let base = (g * CHUNK * IN_FLIGHT) as u64;
                 let reqs: Vec<_> = bytes
                     .chunks(CHUNK)
@@ -272,10 +269,8 @@ impl Client {
 
 fn attrs(a: &FileAttributes) -> Attrs {
     let bits = a.permissions.unwrap_or(0);
-    let kind = bits & 0o170000;
     Attrs {
-        is_dir: kind == 0o040000,
-        is_file: kind == 0o100000,
+        is_dir: bits & 0o170000 == 0o040000,
         size: a.size.unwrap_or(0),
         mode: bits & 0o7777,
         uid: a.uid.unwrap_or(0),
