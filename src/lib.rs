@@ -20,40 +20,47 @@
 //!   SFTP, sudo).
 //! - [`engine`]: the (task, host) graph and the scheduler; emits events.
 //! - [`report`]: the only printing of run output: human and JSON.
+//! - [`secret`]: the registry of secret values; everything printed (the
+//!   macros below, the engine's events) has them masked.
 
-/// `println!` that ignores a closed stdout (`mailrun … | head`), never a panic.
+/// `println!` that ignores a closed stdout (`mailrun … | head`), never a
+/// panic, and masks every registered secret ([`secret::redact`]).
 #[macro_export]
 macro_rules! outln {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($t)*);
+        let text = format!($($t)*);
+        let _ = writeln!(std::io::stdout(), "{}", $crate::secret::redact(&text));
     }};
 }
 
-/// `print!` that ignores a closed stdout.
+/// `print!` that ignores a closed stdout; secrets masked.
 #[macro_export]
 macro_rules! out {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($t)*);
+        let text = format!($($t)*);
+        let _ = write!(std::io::stdout(), "{}", $crate::secret::redact(&text));
     }};
 }
 
-/// `eprintln!` that ignores a closed stderr.
+/// `eprintln!` that ignores a closed stderr; secrets masked.
 #[macro_export]
 macro_rules! errln {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($t)*);
+        let text = format!($($t)*);
+        let _ = writeln!(std::io::stderr(), "{}", $crate::secret::redact(&text));
     }};
 }
 
-/// `eprint!` that ignores a closed stderr.
+/// `eprint!` that ignores a closed stderr; secrets masked.
 #[macro_export]
 macro_rules! err {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stderr(), $($t)*);
+        let text = format!($($t)*);
+        let _ = write!(std::io::stderr(), "{}", $crate::secret::redact(&text));
     }};
 }
 
@@ -71,6 +78,7 @@ pub mod plugin;
 pub mod quote;
 pub mod report;
 pub mod run;
+pub mod secret;
 pub mod ssh;
 pub mod suggest;
 pub mod template;

@@ -256,6 +256,8 @@ pub struct Plugin {
     doc: ModuleDoc,
     /// Defaults from describe, filled in before a run.
     defaults: Map<String, Value>,
+    /// Arguments described `no_log: true`: their values are secrets.
+    no_log: Vec<String>,
     /// Why the plugin cannot be used, when describe failed.
     broken: Option<String>,
     content: Arc<[u8]>,
@@ -285,6 +287,7 @@ impl Plugin {
                     path: path.to_path_buf(),
                     doc: broken_doc(&why),
                     defaults: Map::new(),
+                    no_log: Vec::new(),
                     broken: Some(why),
                     content: Arc::from(Vec::new()),
                     sha256: String::new(),
@@ -292,14 +295,15 @@ impl Plugin {
             }
         };
         let sha256 = hex(&Sha256::digest(&content));
-        let (doc, defaults, broken) = match describe(name_s, path) {
-            Ok((doc, defaults)) => (doc, defaults, None),
-            Err(why) => (broken_doc(&why), Map::new(), Some(why)),
+        let (doc, defaults, no_log, broken) = match describe(name_s, path) {
+            Ok((doc, defaults, no_log)) => (doc, defaults, no_log, None),
+            Err(why) => (broken_doc(&why), Map::new(), Vec::new(), Some(why)),
         };
         Plugin {
             path: path.to_path_buf(),
             doc,
             defaults,
+            no_log,
             broken,
             content,
             sha256,
@@ -438,7 +442,9 @@ fn excerpt(bytes: &[u8]) -> String {
 }
 
 /// Asks the plugin to describe itself and turns the answer into its doc.
-fn describe(name: &'static str, path: &Path) -> Result<(ModuleDoc, Map<String, Value>), String> {
+type Described = (ModuleDoc, Map<String, Value>, Vec<String>);
+
+fn describe(name: &'static str, path: &Path) -> Result<Described, String> {
     let request = json!({"protocol": PROTOCOL, "request": "describe", "module": name});
     let (code, stdout, stderr) =
         run_local(path, format!("{request}\n").as_bytes(), DESCRIBE_TIMEOUT)?;
@@ -462,7 +468,20 @@ fn describe(name: &'static str, path: &Path) -> Result<(ModuleDoc, Map<String, V
         Ok(c) => return Err(format!("describe exited with status {c}{note}")),
         Err(s) => return Err(format!("describe {s}{note}")),
     }
-    parse_describe(name, &answer)
+    let (doc, defaults) = parse_describe(name, &answer)?;
+    Ok((doc, defaults, no_log_args(&answer)))
+}
+
+/// The arguments a describe answer marks `"no_log": true`.
+pub fn no_log_args(answer: &Value) -> Vec<String> {
+    answer
+        .get("args")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, spec)| spec.get("no_log") == Some(&Value::Bool(true)))
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 const DESCRIBE_KEYS: &[&str] = &[
@@ -474,7 +493,14 @@ const DESCRIBE_KEYS: &[&str] = &[
     "example",
     "free_form",
 ];
-const ARG_KEYS: &[&str] = &["type", "required", "default", "choices", "description"];
+const ARG_KEYS: &[&str] = &[
+    "type",
+    "required",
+    "default",
+    "choices",
+    "description",
+    "no_log",
+];
 
 /// The describe answer (see `modules/README.md`) as a doc and defaults.
 pub fn parse_describe(
@@ -588,6 +614,14 @@ pub fn parse_describe(
                 ))
             }
         };
+        if let Some(v) = spec
+            .get("no_log")
+            .filter(|v| !v.is_null() && !v.is_boolean())
+        {
+            return Err(format!(
+                "describe: argument '{arg}': 'no_log' must be true or false, found {v}"
+            ));
+        }
         let required = match spec.get("required") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
@@ -897,6 +931,11 @@ impl Plugin {
             _ => Map::new(),
         };
         given.retain(|_, v| !v.is_null());
+        for name in &self.no_log {
+            if let Some(v) = given.get(name) {
+                crate::secret::register_value(v);
+            }
+        }
         for (k, v) in &self.defaults {
             given.entry(k.clone()).or_insert_with(|| v.clone());
         }

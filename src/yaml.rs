@@ -435,6 +435,11 @@ fn resolve(text: &str, style: TScalarStyle, tag: Option<&Tag>) -> Result<Yaml, S
             if tag.handle == "!" && tag.suffix == "unsafe" {
                 return Ok(Yaml::Str(text.to_string()));
             }
+            // `!secret`: a string never printed (masked in every output).
+            if tag.handle == "!" && tag.suffix == "secret" {
+                crate::secret::register(text);
+                return Ok(Yaml::Str(text.to_string()));
+            }
             return Err(format!(
                 "unsupported YAML tag '{}{}'",
                 tag.handle, tag.suffix

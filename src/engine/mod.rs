@@ -184,7 +184,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Hands an event to the reporter, every registered secret masked.
     pub(crate) fn emit(&self, e: Event) {
+        let e = crate::secret::redact_event(e);
         if let Ok(mut r) = self.reporter.lock() {
             r.event(&e);
         }
@@ -229,6 +231,18 @@ pub async fn run(
             continue;
         }
         let mut vars = inv.host_vars(&h, dir);
+        // Secrets written as they are (not templates) are known before
+        // anything is printed; templated ones when they are rendered.
+        let mut scope = vars.clone();
+        scope.extend(opts.extra_vars.clone());
+        crate::secret::register_vars(&scope, true);
+        for play in book.plays.iter() {
+            let mut s = scope.clone();
+            s.extend(play.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+            s.extend(play.vars_files.iter().map(|(k, v)| (k.clone(), v.clone())));
+            s.extend(opts.extra_vars.clone());
+            crate::secret::register_vars(&s, true);
+        }
         let names = inv.group_names(&h).into_iter().map(Value::String).collect();
         vars.insert("group_names".into(), Value::Array(names));
         inv_vars.insert(h, Arc::new(vars));

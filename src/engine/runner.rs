@@ -224,6 +224,7 @@ impl Shared {
             m.insert("hostvars".into(), Value::Object(hv));
         }
         let broken = resolve_nested_templates(&mut m, &from_sources);
+        crate::secret::register_vars(&m, false);
         (Value::Object(m), broken)
     }
 

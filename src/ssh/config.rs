@@ -250,6 +250,21 @@ pub fn target(
         .and_then(|p| p.server_alive_interval)
         .filter(|d| !d.is_zero())
         .unwrap_or(Duration::from_secs(5));
+    let password = var(
+        vars,
+        &[
+            "ansible_password",
+            "ansible_ssh_pass",
+            "ansible_ssh_password",
+        ],
+    )
+    .or_else(|| opts.password.clone());
+    let become_password = var(vars, &["ansible_become_password", "ansible_become_pass"])
+        .or_else(|| opts.become_password.clone());
+    // Never printed, whatever error or output they could end up in.
+    for s in password.iter().chain(&become_password) {
+        crate::secret::register(s);
+    }
     Ok(Target {
         keepalive,
         alias: alias.to_string(),
@@ -257,17 +272,8 @@ pub fn target(
         port,
         user,
         key_files,
-        password: var(
-            vars,
-            &[
-                "ansible_password",
-                "ansible_ssh_pass",
-                "ansible_ssh_password",
-            ],
-        )
-        .or_else(|| opts.password.clone()),
-        become_password: var(vars, &["ansible_become_password", "ansible_become_pass"])
-            .or_else(|| opts.become_password.clone()),
+        password,
+        become_password,
         known_hosts_file,
         connect_timeout,
     })

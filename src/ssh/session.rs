@@ -342,6 +342,7 @@ fn load_key(path: &Path) -> Result<Arc<PrivateKey>, String> {
                     path.display()
                 )
             })?;
+            crate::secret::register(&pass);
             russh::keys::load_secret_key(path, Some(&pass))
                 .map(Arc::new)
                 .map_err(|e| format!("{}: cannot decrypt the key: {e}", path.display()))
