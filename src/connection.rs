@@ -68,6 +68,9 @@ pub enum ConnError {
     Timeout(Duration),
     #[error("{0}")]
     Io(String),
+    /// Ctrl-C ended the command (its processes were signalled).
+    #[error("interrupted (Ctrl-C)")]
+    Interrupted,
 }
 
 #[async_trait]

@@ -69,6 +69,7 @@ pub mod connection;
 pub mod engine;
 pub mod error;
 pub mod expr;
+pub mod interrupt;
 pub mod inventory;
 pub mod local;
 pub mod module;

@@ -66,19 +66,30 @@ impl Connection for LocalConnection {
                 let _ = stdin.shutdown().await;
             });
         }
-        let output = match cmd.timeout {
-            None => child.wait_with_output().await,
-            Some(limit) => match tokio::time::timeout(limit, child.wait_with_output()).await {
-                Ok(out) => out,
-                Err(_) => {
-                    // The child itself was killed when its future was dropped;
-                    // its process group may still hold grandchildren.
-                    if let Some(pid) = pid {
-                        kill_group(pid);
-                    }
-                    return Err(ConnError::Timeout(limit));
+        // Only a command running when Ctrl-C comes is ended by it.
+        let armed = !crate::interrupt::requested();
+        let waited = async {
+            match cmd.timeout {
+                None => Ok(child.wait_with_output().await),
+                Some(limit) => tokio::time::timeout(limit, child.wait_with_output())
+                    .await
+                    .map_err(|_| ConnError::Timeout(limit)),
+            }
+        };
+        let ended = tokio::select! {
+            r = waited => r,
+            _ = crate::interrupt::wait_armed(armed) => Err(ConnError::Interrupted),
+        };
+        let output = match ended {
+            Ok(out) => out,
+            Err(e) => {
+                // The child itself was killed when its future was dropped;
+                // its process group may still hold grandchildren.
+                if let Some(pid) = pid {
+                    kill_group(pid);
                 }
-            },
+                return Err(e);
+            }
         }
         .map_err(|e| ConnError::Io(format!("running command: {e}")))?;
         Ok(ExecOutput {

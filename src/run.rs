@@ -345,14 +345,16 @@ fn reporter(c: &CommonArgs) -> Box<dyn Reporter> {
     }
 }
 
-/// Ctrl-C: the first stops new tasks (running ones end), the second exits.
+/// Ctrl-C: the first stops new tasks and ends running commands (see
+/// [`crate::interrupt`]), the second exits at once.
 fn watch_interrupts() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             f.store(true, Ordering::SeqCst);
-            crate::errln!("\n[mailrun] interrupted: no new tasks start; waiting for running ones (Ctrl-C again to exit now)");
+            crate::interrupt::request();
+            crate::errln!("\n[mailrun] interrupted: no new tasks start; running commands are being stopped (Ctrl-C again to exit now)");
             if tokio::signal::ctrl_c().await.is_ok() {
                 crate::errln!("[mailrun] interrupted twice: exiting now");
                 std::process::exit(exit::INTERRUPTED);

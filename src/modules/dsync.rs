@@ -91,6 +91,18 @@ struct UserResult {
     data: Map<String, Value>,
 }
 
+impl UserResult {
+    /// Not run (or cut short): not done, so a rerun does it.
+    fn not_run(msg: &str) -> UserResult {
+        UserResult {
+            status: Status::NotRun,
+            changed: false,
+            msg: msg.to_string(),
+            data: Map::new(),
+        }
+    }
+}
+
 /// What doveadm's failure means, from its rc and stderr.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Verdict {
@@ -131,6 +143,17 @@ pub(super) fn classify(rc: i32, stderr: &str, remote: &str, source: &str) -> Ver
                 "Dovecot's auth service on {source} does not answer (is Dovecot running on {source}? doveadm needs it): {tail}"
             ))
         }
+        // Killed from outside (an admin, the OOM killer, a shutdown): not
+        // retried behind their back; the ledger keeps the user for a rerun.
+        129 | 130 | 137 | 143 => Verdict::FailUser(format!(
+            "doveadm was killed on {source} ({}); the user is not done: run again to finish it (the ledger keeps it)",
+            match rc {
+                129 => "SIGHUP",
+                130 => "SIGINT",
+                137 => "SIGKILL",
+                _ => "SIGTERM",
+            }
+        )),
         124 => Verdict::Retry(format!("doveadm timed out: {tail}")),
         _ => Verdict::Retry(format!("doveadm {rc}: {tail}")),
     }
@@ -283,6 +306,29 @@ fn now() -> String {
     secs.to_string()
 }
 
+/// After Ctrl-C: the remote's `doveadm dsync-server` of each cut-short user
+/// ends by itself once its peer on the source is gone; wait for that (up
+/// to 10 s), then end any left, so that no doveadm outlives the run.
+async fn reap_dsync_servers(remote: &Side, users: &[&str]) {
+    if users.is_empty() {
+        return;
+    }
+    let list: Vec<String> = users
+        .iter()
+        .map(|u| quote(&format!("-u{u}")).into_owned())
+        .collect();
+    let script = format!(
+        "pids() {{ for d in /proc/[0-9]*; do a=$(tr '\\0' '\\n' < \"$d/cmdline\" 2>/dev/null) || continue; \
+         printf '%s\\n' \"$a\" | grep -qx dsync-server || continue; \
+         for u in {}; do printf '%s\\n' \"$a\" | grep -qxF -e \"$u\" && echo \"${{d#/proc/}}\"; done; done; }}\n\
+         i=0; while [ $i -lt 50 ] && [ -n \"$(pids)\" ]; do sleep 0.2; i=$((i+1)); done\n\
+         p=$(pids); [ -n \"$p\" ] && kill -TERM $p 2>/dev/null && sleep 1\n\
+         p=$(pids); [ -n \"$p\" ] && kill -KILL $p 2>/dev/null; true",
+        list.join(" ")
+    );
+    let _ = remote.sh(&script, Some(Duration::from_secs(30))).await;
+}
+
 /// Runs the job: the module's whole `run`.
 pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
     let module = job.op.module();
@@ -357,6 +403,9 @@ pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
         let check = ctx.check;
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await.expect("never closed");
+            if crate::interrupt::requested() {
+                return (i, user, UserResult::not_run(crate::interrupt::MSG));
+            }
             if let Some(why) = stop.lock().ok().and_then(|s| s.clone()) {
                 return (
                     i,
@@ -384,7 +433,11 @@ pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
                 r.insert(user.clone(), ());
             }
             show(&running);
-            let res = one_user(&job, &source, &remote, &user, check, &stop, &mux).await;
+            let mut res = one_user(&job, &source, &remote, &user, check, &stop, &mux).await;
+            if crate::interrupt::requested() && res.status == Status::Failed {
+                // Cut short by Ctrl-C: not done, so the ledger has it rerun.
+                res = UserResult::not_run(&format!("{}: {}", crate::interrupt::MSG, res.msg));
+            }
             if let Ok(mut r) = running.lock() {
                 r.remove(&user);
             }
@@ -406,6 +459,15 @@ pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
             Ok((i, user, r)) => results[i] = Some((user, r)),
             Err(e) => abnormal = Some(e),
         }
+    }
+    if crate::interrupt::requested() && !ctx.check {
+        let cut: Vec<&str> = results
+            .iter()
+            .flatten()
+            .filter(|(_, r)| r.status == Status::NotRun)
+            .map(|(u, _)| u.as_str())
+            .collect();
+        reap_dsync_servers(&remote.side, &cut).await;
     }
     mux.close(&source, &remote).await;
     if let Some(e) = abnormal {
@@ -706,6 +768,12 @@ async fn one_user(
     let mut reruns = 0u32;
     let mut retries = 0u32;
     loop {
+        if crate::interrupt::requested() {
+            return UserResult {
+                data,
+                ..UserResult::not_run(crate::interrupt::MSG)
+            };
+        }
         if let Some(why) = stop.lock().ok().and_then(|s| s.clone()) {
             return UserResult {
                 status: Status::NotRun,
@@ -722,6 +790,12 @@ async fn one_user(
                 stdout: vec![],
                 stderr: format!("killed after {} s (user_timeout)", t.as_secs()).into_bytes(),
             },
+            Err(ConnError::Interrupted) => {
+                return UserResult {
+                    data,
+                    ..UserResult::not_run(crate::interrupt::MSG)
+                }
+            }
             Err(e) => return fail(format!("lost the connection to {}: {e}", source.name), data),
         };
         if out.rc == 0 {
@@ -758,7 +832,10 @@ async fn one_user(
                     return fail(format!("{why} (after {} attempt(s))", retries + 1), data);
                 }
                 retries += 1;
-                tokio::time::sleep(backoff(job.retry_delay, retries)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff(job.retry_delay, retries)) => {}
+                    _ = crate::interrupt::wait() => {}
+                }
             }
         }
     }
@@ -882,6 +959,9 @@ mod tests {
             Verdict::Retry(_)
         ));
         assert!(matches!(c(124, ""), Verdict::Retry(_)));
+        // Killed from outside: the user waits for a rerun, not a retry.
+        assert!(matches!(c(137, ""), Verdict::FailUser(m) if m.contains("SIGKILL")));
+        assert!(matches!(c(143, ""), Verdict::FailUser(m) if m.contains("SIGTERM")));
     }
 
     #[test]

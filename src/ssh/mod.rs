@@ -61,6 +61,10 @@ pub struct Pool {
 impl Pool {
     /// Reads `~/.ssh/config` (an unreadable one is an error before anything runs).
     pub fn new(opts: SshOptions) -> Result<Arc<Pool>, String> {
+        // `-k`/`-K` answers: secrets from the start.
+        for s in opts.password.iter().chain(&opts.become_password) {
+            crate::secret::register(s);
+        }
         let ssh_config = config::load_ssh_config(&opts.home)?;
         Ok(Self::build(opts, ssh_config))
     }
@@ -453,8 +457,10 @@ impl HostConn {
     async fn run(&self, cmd: &Command) -> Result<ExecOutput, ConnError> {
         let job = unique_id();
         let mut result = self.exec_once(cmd, &job).await;
-        if matches!(result, Err(ConnError::Timeout(_))) {
-            self.kill_job(&job, cmd.become_user.clone()).await;
+        match result {
+            Err(ConnError::Timeout(_)) => self.kill_job(&job, cmd.become_user.clone(), false).await,
+            Err(ConnError::Interrupted) => self.kill_job(&job, cmd.become_user.clone(), true).await,
+            _ => {}
         }
         if let Ok(out) = &mut result {
             let sudo_wants_password = out.rc == 1
@@ -497,12 +503,22 @@ impl HostConn {
             .map_err(|e| ConnError::Io(format!("{}: command task failed: {e}", self.label())))?
     }
 
-    /// Kills every process of a command (found by its `MAILRUN_JOB`).
-    async fn kill_job(&self, job: &str, become_user: Option<String>) {
-        let script = format!(
-            "for f in $(grep -lsxz MAILRUN_JOB={job} /proc/[0-9]*/environ); do\n\
-             p=${{f#/proc/}}; kill -KILL \"${{p%/environ}}\" 2>/dev/null; done; true"
+    /// Kills every process of a command (found by its `MAILRUN_JOB`);
+    /// `gently`: SIGTERM first and up to 5 s to exit (doveadm then ends its
+    /// transaction and lets go of its locks), SIGKILL for what is left.
+    async fn kill_job(&self, job: &str, become_user: Option<String>, gently: bool) {
+        let pids = format!(
+            "pids() {{ for f in $(grep -lsxz MAILRUN_JOB={job} /proc/[0-9]*/environ); do \
+             p=${{f#/proc/}}; echo \"${{p%/environ}}\"; done; }}\n"
         );
+        let term = if gently {
+            "p=$(pids); [ -n \"$p\" ] && kill -TERM $p 2>/dev/null\n\
+             i=0; while [ $i -lt 50 ] && [ -n \"$(pids)\" ]; do sleep 0.1; i=$((i+1)); done\n"
+        } else {
+            ""
+        };
+        let script =
+            format!("{pids}{term}p=$(pids); [ -n \"$p\" ] && kill -KILL $p 2>/dev/null; true");
         let kill = Command {
             cmd: script,
             stdin: None,
@@ -819,6 +835,8 @@ async fn drive(
     let mut out = ExecOutput::default();
     let mut status: Option<i32> = None;
     let mut prompts = 0;
+    // Only a command running when Ctrl-C comes is ended by it.
+    let armed = !crate::interrupt::requested();
     let deadline = timeout.and_then(later);
     let become_deadline = pending.as_ref().and_then(|_| later(BECOME_DEADLINE));
     let mut grace: Option<tokio::time::Instant> = None;
@@ -838,23 +856,40 @@ async fn drive(
             .into_iter()
             .flatten()
             .min();
-        let msg = match until {
-            None => rx.wait().await,
-            Some(u) => match tokio::time::timeout_at(u, rx.wait()).await {
-                Ok(m) => m,
-                Err(_) => {
-                    let now = tokio::time::Instant::now();
-                    if status.is_some() {
-                        // Exited; a background child keeps the channel open.
-                        let _ = tx.close().await;
-                        drop(writer);
-                        drain_after_close(rx, slot);
-                        out.rc = status.unwrap_or(-1);
-                        return Ok(out);
-                    }
-                    if pending.is_some() && become_deadline.is_some_and(|b| now >= b) {
-                        let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
-                        stop!(Ok(ExecOutput {
+        let next = async {
+            match until {
+                None => Ok(rx.wait().await),
+                Some(u) => tokio::time::timeout_at(u, rx.wait()).await,
+            }
+        };
+        let got = tokio::select! {
+            got = next => Some(got),
+            _ = crate::interrupt::wait_armed(armed && status.is_none()) => None,
+        };
+        let Some(got) = got else {
+            // Ctrl-C: SIGTERM to the command over its channel (the caller
+            // then ends every process of the job on the host).
+            let _ = tx.signal(russh::Sig::TERM).await;
+            let _ = tx.close().await;
+            drop(writer);
+            drain_after_close(rx, slot);
+            return Err(ConnError::Interrupted);
+        };
+        let msg = match got {
+            Ok(m) => m,
+            Err(_) => {
+                let now = tokio::time::Instant::now();
+                if status.is_some() {
+                    // Exited; a background child keeps the channel open.
+                    let _ = tx.close().await;
+                    drop(writer);
+                    drain_after_close(rx, slot);
+                    out.rc = status.unwrap_or(-1);
+                    return Ok(out);
+                }
+                if pending.is_some() && become_deadline.is_some_and(|b| now >= b) {
+                    let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                    stop!(Ok(ExecOutput {
                             rc: 1,
                             stdout: Vec::new(),
                             stderr: format!(
@@ -864,10 +899,9 @@ async fn drive(
                             )
                             .into_bytes(),
                         }))
-                    }
-                    stop!(Err(ConnError::Timeout(timeout.unwrap_or_default())))
                 }
-            },
+                stop!(Err(ConnError::Timeout(timeout.unwrap_or_default())))
+            }
         };
         let Some(msg) = msg else {
             if status.is_some() {

@@ -10,11 +10,14 @@
 #                                     # Sieve scripts (one active)
 #   mail.sh deliver NAME USER SUBJECT # one message through dovecot-lda
 #                                     # (as the MTA would: Sieve runs)
+#   mail.sh bulk NAME USER COUNT      # COUNT messages (1-12 KB) written
+#                                     # into INBOX and Archive, then indexed:
+#                                     # a mailbox whose copy takes a while
 #   mail.sh snapshot NAME USER        # mailboxes, messages (GUID, flags),
 #                                     # Sieve scripts (name, active, sha256)
 set -euo pipefail
 LAB=$(dirname "$0")/lab.sh
-cmd=${1:?usage: mail.sh users|populate|deliver|snapshot NAME ...}
+cmd=${1:?usage: mail.sh users|populate|bulk|deliver|snapshot NAME ...}
 name=${2:?name a lab host}
 shift 2
 on() { bash "$LAB" exec "$name" "$@"; }
@@ -59,6 +62,27 @@ case $cmd in
     on env U="$u" S="$subject" sh -c '
       printf "From: late@example.net\nTo: %s\nSubject: %s\nMessage-ID: <late.%s@lab>\n\nDelivered by the MTA.\n" "$U" "$S" "$(date +%s%N)" |
         /usr/lib/dovecot/dovecot-lda -d "$U" -f late@example.net' ;;
+  bulk)
+    u=${1:?user}; count=${2:?count}
+    on env U="$u" N="$count" bash -c '
+      set -e
+      home=$(doveadm user -f home "$U")
+      host=$(hostname)
+      for box in "" .Archive; do
+        d=$home/Maildir/$box; mkdir -p "$d/cur" "$d/new" "$d/tmp"
+        [ -n "$box" ] && touch "$d/maildirfolder"
+        awk -v n=$((N / 2)) -v d="$d" -v box="$box" -v u="$U" -v host="$host" "BEGIN {
+          line = sprintf(\"%76s\", \"\"); gsub(/ /, \"y\", line)
+          for (i = 1; i <= n; i++) {
+            f = sprintf(\"%s/cur/%d.B%dP1.%s:2,S\", d, 1700000000 + i, i, host)
+            printf \"From: bulk%d@example.net\\nTo: %s\\nSubject: bulk %d%s\\nMessage-ID: <bulk.%d%s.%s@lab>\\n\\n\", i, u, i, box, i, box, u > f
+            for (k = 0; k < (i * 7919) % 150 + 13; k++) print line > f
+            close(f)
+          }
+        }"
+      done
+      chown -R 5000:5000 "$home"
+      doveadm force-resync -u "$U" "*"' ;;
   snapshot)
     u=${1:?user}
     on env U="$u" bash -c '
