@@ -246,7 +246,7 @@ pub(super) async fn write_text(
 ) -> Result<Result<(), String>, ConnError> {
     let (chown, set_perms) = match perms {
         Perms::Force(mode, owner) => {
-            let chown = |what: &str| format!("chown {} -- {what}\n", quote(&format!("{owner}:")));
+            let chown = |what: &str| format!("chown -- {} {what}\n", quote(&format!("{owner}:")));
             (
                 chown("\"$d\""),
                 format!("{}chmod {mode:04o} -- \"$t\"\n", chown("\"$t\"")),
@@ -270,7 +270,7 @@ pub(super) async fn write_text(
         String::new()
     };
     let script = format!(
-        "set -e\np={}\n{dir}t=$(mktemp \"$p.mailrun.XXXXXX\")\ntrap 'rm -f -- \"$t\"' EXIT\ncat > \"$t\"\n{set_perms}mv -f -- \"$t\" \"$p\"\ntrap - EXIT",
+        "set -e\np={}\n{dir}t=$(mktemp -- \"$p.mailrun.XXXXXX\")\ntrap 'rm -f -- \"$t\"' EXIT\ncat > \"$t\"\n{set_perms}mv -f -- \"$t\" \"$p\"\ntrap - EXIT",
         quote(path),
     );
     let out = ctx
@@ -297,7 +297,7 @@ pub(super) async fn home_of(
     user: Option<&str>,
 ) -> Result<Option<String>, ConnError> {
     let script = match user {
-        Some(u) => format!("getent passwd {} | cut -d: -f6", quote(u)),
+        Some(u) => format!("getent passwd -- {} | cut -d: -f6", quote(u)),
         None => {
             "h=$(getent passwd \"$(id -un)\" | cut -d: -f6)\nprintf '%s\\n' \"${h:-$HOME}\"".into()
         }

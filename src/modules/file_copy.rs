@@ -509,7 +509,7 @@ async fn host_write(
     let script = format!(
         "set -e\n\
          p={}\n\
-         t=$(mktemp \"$(dirname -- \"$p\")/.mailrun.XXXXXX\")\n\
+         t=$(mktemp -- \"$(dirname -- \"$p\")/.mailrun.XXXXXX\")\n\
          trap 'rm -f -- \"$t\"' EXIT\n\
          cat > \"$t\"\n\
          {}\n\
@@ -719,6 +719,13 @@ async fn run_validate(
     let (dir, name) = match o.dest.rsplit_once('/') {
         Some((dir, name)) => (if dir.is_empty() { "/" } else { dir }, name),
         None => (".", o.dest.as_str()),
+    };
+    // A relative directory starting with `-` must not read as an option
+    // of the validate command.
+    let dir = if dir.starts_with('-') {
+        format!("./{dir}")
+    } else {
+        dir.to_string()
     };
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
