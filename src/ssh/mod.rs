@@ -604,11 +604,24 @@ impl HostConn {
     ) -> Result<(), ConnError> {
         let _bulk = bulk(data.len()).await;
         if let Err(e) = sftp.client.write_new(tmp, data, perm).await {
+            let dir = tmp
+                .rsplit_once('/')
+                .map_or(".", |(d, _)| if d.is_empty() { "/" } else { d });
             if sftp::is_missing(&e) {
-                let dir = tmp
-                    .rsplit_once('/')
-                    .map_or(".", |(d, _)| if d.is_empty() { "/" } else { d });
                 return Err(ConnError::Io(format!("the directory {dir} does not exist")));
+            }
+            // SFTP says only "Failure" for a full disk: ask how much room
+            // there is.
+            if !sftp::is_broken(&e) {
+                if let Some(free) = sftp.client.free_bytes(dir).await {
+                    if free < data.len() as u64 {
+                        return Err(ConnError::Io(format!(
+                            "no space left on the file system that holds {dir}: {} KiB free, the file needs {} KiB",
+                            free / 1024,
+                            (data.len() as u64).div_ceil(1024)
+                        )));
+                    }
+                }
             }
             return Err(ConnError::Io(self.sftp_failed(sftp, &e).await));
         }

@@ -199,36 +199,63 @@ pub(crate) async fn handshake(
             config.preferred.key = keys.into();
         }
     }
-    let addr = (target.addr.as_str(), target.port);
-    let stream =
-        match tokio::time::timeout(target.connect_timeout, tokio::net::TcpStream::connect(addr))
-            .await
-        {
+    // The name first, so that a name that does not resolve says so.
+    let lookup = tokio::net::lookup_host((target.addr.as_str(), target.port));
+    let addrs: Vec<std::net::SocketAddr> =
+        match tokio::time::timeout(target.connect_timeout, lookup).await {
+            Ok(Ok(found)) => found.collect(),
+            Ok(Err(e)) => {
+                return Err(fail(
+                    format!(
+                        "cannot resolve the host name {}: {} (check ansible_host, /etc/hosts or DNS)",
+                        target.addr,
+                        io_reason(&e)
+                    ),
+                    false,
+                ))
+            }
             Err(_) => {
                 return Err(fail(
                     format!(
-                        "connect to {}:{} timed out after {}s",
+                        "cannot resolve the host name {}: no answer within {}s (check ansible_host, /etc/hosts or DNS)",
                         target.addr,
-                        target.port,
                         target.connect_timeout.as_secs_f64()
                     ),
                     false,
                 ))
             }
-            Ok(Err(e)) => {
-                let retry = e.kind() == std::io::ErrorKind::ConnectionRefused;
-                return Err(fail(
-                    format!(
-                        "connect to {}:{}: {}",
-                        target.addr,
-                        target.port,
-                        io_reason(&e)
-                    ),
-                    retry,
-                ));
-            }
-            Ok(Ok(s)) => s,
         };
+    let stream = match tokio::time::timeout(
+        target.connect_timeout,
+        tokio::net::TcpStream::connect(&addrs[..]),
+    )
+    .await
+    {
+        Err(_) => {
+            return Err(fail(
+                format!(
+                    "connect to {}:{} timed out after {}s",
+                    target.addr,
+                    target.port,
+                    target.connect_timeout.as_secs_f64()
+                ),
+                false,
+            ))
+        }
+        Ok(Err(e)) => {
+            let retry = e.kind() == std::io::ErrorKind::ConnectionRefused;
+            return Err(fail(
+                format!(
+                    "connect to {}:{}: {}",
+                    target.addr,
+                    target.port,
+                    io_reason(&e)
+                ),
+                retry,
+            ));
+        }
+        Ok(Ok(s)) => s,
+    };
     let _ = stream.set_nodelay(true);
     let check = Arc::new(Mutex::new(KeyCheck::default()));
     let client = Client {

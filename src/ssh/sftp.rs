@@ -229,6 +229,14 @@ impl Client {
         closed.map(|_| ())
     }
 
+    /// Bytes free for unprivileged users on the file system that holds
+    /// `path` (OpenSSH's statvfs@openssh.com); None when the server cannot
+    /// say.
+    pub async fn free_bytes(&self, path: &str) -> Option<u64> {
+        let st = self.raw.statvfs(path).await.ok()?;
+        Some(st.blocks_avail.saturating_mul(st.fragment_size))
+    }
+
     pub async fn set_mode(&self, path: &str, mode: u32) -> Result<(), Error> {
         let attrs = FileAttributes {
             permissions: Some(mode),

@@ -68,6 +68,7 @@ case $cmd in
       set -e
       home=$(doveadm user -f home "$U")
       host=$(hostname)
+      mkdir -p "$(dirname "$home")" && chown 5000:5000 "$(dirname "$home")"
       for box in "" .Archive; do
         d=$home/Maildir/$box; mkdir -p "$d/cur" "$d/new" "$d/tmp"
         [ -n "$box" ] && touch "$d/maildirfolder"

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod mail;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
