@@ -282,6 +282,23 @@ mod tests {
     }
 
     #[test]
+    fn a_yaml_secret_tag_registers_its_value() {
+        let node = crate::yaml::parse(
+            "pw: !secret unit-tag-Xk5\nother: unit-open-Xk6\n",
+            std::path::Path::new("t.yml"),
+        )
+        .unwrap();
+        assert_eq!(
+            node.get("pw").and_then(|n| n.as_str()),
+            Some("unit-tag-Xk5")
+        );
+        assert_eq!(
+            redact("unit-tag-Xk5 unit-open-Xk6"),
+            format!("{MASK} unit-open-Xk6")
+        );
+    }
+
+    #[test]
     fn short_values_are_not_registered() {
         register("q7");
         assert_eq!(redact("q7 stays"), "q7 stays");
