@@ -294,3 +294,81 @@ fn canaries(lab: &Lab) -> String {
         "find / -xdev -maxdepth 3 -name 'pwned*' 2>/dev/null; find /tmp /root /home -name 'pwned*' 2>/dev/null; true",
     )
 }
+
+/// Hostile mail user names in doveadm_backup: doveadm hands the user name
+/// unquoted to the remote's shell (`ssh … doveadm dsync-server -uUSER`), so
+/// mailrun refuses such a name before any doveadm runs; the other users are
+/// copied.
+#[test]
+fn hostile_mail_user_names_never_reach_doveadm() {
+    let lab = Lab::up_with(&["--dovecot"], &["injold", "injnew"]);
+    for h in ["injold", "injnew"] {
+        lab.sh(
+            h,
+            "printf 'ann@ex.org:{PLAIN}pw:5000:5000::/var/vmail/ex.org/ann::\\n' >> /etc/dovecot/users",
+        );
+    }
+    lab.sh("injold", "doveadm mailbox create -u ann@ex.org Sent");
+    let p = Project::new();
+    p.file(
+        "lab.ini",
+        &format!(
+            "injold ansible_host={} ansible_user=root\ninjnew ansible_host={} ansible_user=root\n",
+            lab.addr("injold"),
+            lab.addr("injnew")
+        ),
+    );
+    let hostile = [
+        "a;touch${IFS}/tmp/pwned@ex.org",
+        "$(touch /tmp/pwned)@ex.org",
+        "`touch /tmp/pwned`@ex.org",
+        "-oProxyCommand=touch /tmp/pwned",
+        "x'y@ex.org",
+    ];
+    let users: Vec<String> = hostile
+        .iter()
+        .chain(["ann@ex.org"].iter())
+        .map(|u| serde_json::to_string(u).unwrap())
+        .collect();
+    p.file(
+        "b.yml",
+        &format!(
+            "- hosts: injold\n  tasks:\n    - name: t\n      doveadm_backup:\n        remote: injnew\n        users: [{}]\n        ledger: ledger.json\n",
+            users.join(", ")
+        ),
+    );
+    let r = play(&p, &lab, "b.yml", &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    let res = r
+        .results("t")
+        .into_iter()
+        .rfind(|e| e["host"] == "injold")
+        .map(|e| e["result"].clone())
+        .unwrap();
+    assert_eq!(
+        res["done"],
+        serde_json::json!(["ann@ex.org"]),
+        "{}",
+        r.all()
+    );
+    let failed: Vec<String> = res["failed_users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(failed.len(), hostile.len(), "{}", r.all());
+    assert!(r.all().contains("refused: the user name"), "{}", r.all());
+    for h in ["injold", "injnew"] {
+        assert!(
+            !lab.exec(h, "ls /tmp/pwned* /root/pwned* 2>/dev/null")
+                .status
+                .success(),
+            "a canary on {h}"
+        );
+    }
+    // Only the named user got a copy on new.
+    assert!(lab
+        .sh("injnew", "doveadm mailbox list -u ann@ex.org")
+        .contains("Sent"));
+}

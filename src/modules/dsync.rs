@@ -306,6 +306,20 @@ fn now() -> String {
     secs.to_string()
 }
 
+/// doveadm puts the user name into the ssh command line it runs for the
+/// remote (`dsync-server -u%u`) without quoting, and the remote's shell
+/// reads it: a name outside Dovecot's default `auth_username_chars` (plus
+/// `+`), or one starting with `-`, is refused rather than run.
+fn unsafe_user_name(user: &str) -> Option<String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@' | '+');
+    if !user.is_empty() && !user.starts_with('-') && user.chars().all(ok) {
+        return None;
+    }
+    Some(format!(
+        "refused: the user name {user:?} has characters outside Dovecot's default auth_username_chars          (letters, digits, . - _ @ +) or starts with '-': doveadm would hand it unquoted to the          remote's shell through ssh. Copy this user by hand"
+    ))
+}
+
 /// After Ctrl-C: the remote's `doveadm dsync-server` of each cut-short user
 /// ends by itself once its peer on the source is gone; wait for that (up
 /// to 10 s), then end any left, so that no doveadm outlives the run.
@@ -405,6 +419,11 @@ pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
             let _permit = gate.acquire_owned().await.expect("never closed");
             if crate::interrupt::requested() {
                 return (i, user, UserResult::not_run(crate::interrupt::MSG));
+            }
+            if let Some(why) = unsafe_user_name(&user) {
+                let mut r = UserResult::not_run(&why);
+                r.status = Status::Failed;
+                return (i, user, r);
             }
             if let Some(why) = stop.lock().ok().and_then(|s| s.clone()) {
                 return (
@@ -962,6 +981,33 @@ mod tests {
         // Killed from outside: the user waits for a rerun, not a retry.
         assert!(matches!(c(137, ""), Verdict::FailUser(m) if m.contains("SIGKILL")));
         assert!(matches!(c(143, ""), Verdict::FailUser(m) if m.contains("SIGTERM")));
+    }
+
+    #[test]
+    fn user_names_that_a_remote_shell_would_read_are_refused() {
+        for ok in [
+            "ann@ex.org",
+            "first.last+tag@mail.example.jp",
+            "a-b_c@d",
+            "user",
+        ] {
+            assert_eq!(unsafe_user_name(ok), None, "{ok}");
+        }
+        for bad in [
+            "a;touch /tmp/pwned@ex.org",
+            "$(id)@ex.org",
+            "`id`@x",
+            "a b@x",
+            "a'b@x",
+            "-oProxyCommand=x",
+            "a\nb",
+            "a|b",
+            "%{home}",
+            "",
+            "ü@x",
+        ] {
+            assert!(unsafe_user_name(bad).is_some(), "{bad}");
+        }
     }
 
     #[test]
