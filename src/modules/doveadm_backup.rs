@@ -185,7 +185,7 @@ impl Module for DoveadmBackup {
         });
         ModuleDoc {
             name: "doveadm_backup",
-            description: "Mirrors every user's mail, folders, flags and Sieve scripts from this host to `remote` with `doveadm backup`, per user and in parallel. doveadm's exit codes are a policy (0 done, 2 again, 75 retried or told apart by its stderr, 67 skipped, 77/78 stop), a ledger lets a rerun resume, and a user whose remote mailbox holds mail this host lacks is refused. The users' dsyncs share one ssh connection to the remote (an OpenSSH ControlMaster the task starts and ends). Results: per user, mailboxes and messages on both sides before and after. Runs on the source, as root (become).",
+            description: "Mirrors every user's mail, folders, flags and Sieve scripts from this host to `remote` with `doveadm backup`, per user and in parallel. doveadm's exit codes are a policy (0 done, 2 again, 75 retried or told apart by its stderr, 67 skipped, 77/78 stop; killed by a signal: that user fails, no retry), a ledger lets a rerun resume (Ctrl-C records the unfinished users), a user whose remote mailbox holds mail this host lacks is refused, and so is a user name outside Dovecot's default auth_username_chars (plus +) or starting with '-' (doveadm hands it unquoted to the remote's shell). The users' dsyncs share one ssh connection to the remote (an OpenSSH ControlMaster the task starts and ends). Results: per user, mailboxes and messages on both sides before and after. Runs on the source, as root (become).",
             args,
             check_mode: true,
             example: "- name: Copy all mail to the new server\n  doveadm_backup:\n    remote: new.example.org\n    parallel: 4\n  become: true\n",
