@@ -251,6 +251,22 @@ impl Inventory {
         let bytes = std::fs::read(path)
             .map_err(|e| Error::Parse(format!("{}: cannot read: {e}", path.display())))?;
         let src = String::from_utf8_lossy(&bytes).into_owned();
+        self.parse_text(&src, path)
+    }
+
+    /// One inventory file's text, read as from `path` (its extension
+    /// chooses INI, or YAML then INI, as in [`Inventory::load`]), without
+    /// group_vars/host_vars and without touching the file system. For tests
+    /// and the fuzz targets (`fuzz/`).
+    #[doc(hidden)]
+    pub fn parse_str(src: &str, path: &Path) -> Result<Inventory> {
+        let mut inv = Inventory::default();
+        inv.parse_text(src, path)?;
+        inv.data.reconcile();
+        Ok(inv)
+    }
+
+    fn parse_text(&mut self, src: &str, path: &Path) -> Result<()> {
         let ext = path.extension().map(|e| e.to_string_lossy().to_lowercase());
         if ext.as_deref() == Some("toml") {
             return Err(Error::Parse(format!(
@@ -260,13 +276,13 @@ impl Inventory {
         }
         let yaml_first = matches!(ext.as_deref(), None | Some("yml" | "yaml" | "json"));
         if !yaml_first {
-            ini::parse(&mut self.data, &src, path)?;
+            ini::parse(&mut self.data, src, path)?;
             return Ok(());
         }
         // Parse into a copy so that a failed YAML attempt leaves nothing.
         let mut attempt = self.data.clone();
         let mut warnings = Vec::new();
-        match yaml_inv::parse(&mut attempt, &src, path, &mut warnings) {
+        match yaml_inv::parse(&mut attempt, src, path, &mut warnings) {
             Ok(()) => {
                 self.data = attempt;
                 self.warnings.extend(warnings);
@@ -275,7 +291,7 @@ impl Inventory {
             Err(yaml_inv::YamlFail::Invalid(e)) => Err(e.into()),
             Err(yaml_inv::YamlFail::NotInventory(yaml_err)) => {
                 let mut attempt = self.data.clone();
-                match ini::parse(&mut attempt, &src, path) {
+                match ini::parse(&mut attempt, src, path) {
                     Ok(()) => {
                         self.data = attempt;
                         Ok(())

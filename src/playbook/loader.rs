@@ -95,6 +95,25 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<Playbook, Error> {
     Ok(book)
 }
 
+/// Loads one playbook from its text, as if read from `path` (includes and
+/// imports are found beside it). For tests and the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Playbook, Error> {
+    let mut loader = Loader {
+        opts,
+        plays: Vec::new(),
+        stack: Vec::new(),
+        top: 0,
+    };
+    loader.playbook_text(path, text)?;
+    let book = Playbook {
+        paths: vec![path.to_path_buf()],
+        plays: loader.plays,
+    };
+    check_references(&book)?;
+    Ok(book)
+}
+
 struct Loader<'a> {
     opts: &'a LoadOptions,
     plays: Vec<Play>,
@@ -177,11 +196,12 @@ impl Loader<'_> {
 
     fn playbook_file(&mut self, path: &Path) -> Result<(), Error> {
         let text = read(path)?;
-        let root = yaml::parse(&text, path)?;
-        let src = Src {
-            file: path,
-            text: &text,
-        };
+        self.playbook_text(path, &text)
+    }
+
+    fn playbook_text(&mut self, path: &Path, text: &str) -> Result<(), Error> {
+        let root = yaml::parse(text, path)?;
+        let src = Src { file: path, text };
         self.stack
             .push(path.canonicalize().unwrap_or_else(|_| path.to_path_buf()));
         let entries = match &root.value {

@@ -5,7 +5,7 @@
 mod loader;
 pub(crate) use loader::mentions_play_world;
 
-pub use loader::{load, LoadOptions};
+pub use loader::{load, load_str, LoadOptions};
 
 use crate::error::Pos;
 use crate::expr::Expr;

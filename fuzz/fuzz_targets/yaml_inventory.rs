@@ -1,0 +1,18 @@
+//! The YAML inventory loader: the input is one inventory file's text, read as
+//! `hosts.yml` (YAML first, then INI when it is no YAML inventory, as
+//! `Inventory::load` does). On success the inventory is walked as
+//! `mailrun inventory` and host patterns walk it.
+#![no_main]
+
+mod common;
+
+use libfuzzer_sys::fuzz_target;
+use mailrun::inventory::Inventory;
+use std::path::Path;
+
+fuzz_target!(|data: &[u8]| {
+    let src = String::from_utf8_lossy(data);
+    if let Ok(inv) = Inventory::parse_str(&src, Path::new("hosts.yml")) {
+        common::exercise_inventory(&inv);
+    }
+});
