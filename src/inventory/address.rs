@@ -135,8 +135,8 @@ fn letter_slice(b: usize, e: usize, step: i64) -> Option<Vec<String>> {
 }
 
 /// Cap on the hosts one line may expand to, so `h[0:999999999]` cannot eat
-/// the machine.
-const MAX_EXPANSION: usize = 1_000_000;
+/// the machine: a whole inventory holds no more.
+const MAX_EXPANSION: usize = super::data::MAX_HOSTS;
 
 /// `expand_hostname_range`: `db[01:03]x` → db01x db02x db03x (ranges may
 /// repeat: the first is expanded, then the results again). `Err` carries

@@ -4,6 +4,11 @@
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
+/// The most hosts one inventory may hold, all its sources together, so that
+/// many lines of ranges (`a[0:99999]`, `b[0:99999]`, …) cannot eat the
+/// machine: one range alone is capped at this too.
+pub(crate) const MAX_HOSTS: usize = 100_000;
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Group {
     pub(crate) vars: Map<String, Value>,
@@ -52,6 +57,21 @@ impl Data {
                 },
             );
         }
+    }
+
+    /// Err when adding `names` would take the inventory past [`MAX_HOSTS`].
+    pub(crate) fn check_room(&self, names: &[String]) -> Result<(), String> {
+        let new = names
+            .iter()
+            .filter(|h| !self.hosts.contains_key(h.as_str()))
+            .count();
+        if self.hosts.len().saturating_add(new) > MAX_HOSTS {
+            return Err(format!(
+                "too many hosts: this would make {} hosts, and an inventory holds at most {MAX_HOSTS}",
+                self.hosts.len() + new
+            ));
+        }
+        Ok(())
     }
 
     /// Adds the host (a port only counts when the host is new, as in

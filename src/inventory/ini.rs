@@ -327,6 +327,7 @@ fn host_line(
         return Ok(());
     };
     let (hosts, port) = expand_hostpattern(first).map_err(|m| err(lineno, col0, m))?;
+    data.check_room(&hosts).map_err(|m| err(lineno, col0, m))?;
     let mut vars: Vec<(String, serde_json::Value)> = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (at, t) in rest {
@@ -421,6 +422,9 @@ mod tests {
             ("h:\n", 1, 1, "trailing ':'"),
             ("---\n", 1, 1, "YAML"),
             ("[a:children]\nb\n[b:children]\na\n", 4, 1, "recursive"),
+            // Each line within the range cap, the inventory not.
+            ("a[1:60000]\n[g]\n  b[1:60000]\n", 3, 3, "too many hosts"),
+            ("mx[1:100001]\n", 1, 1, "too many hosts"),
         ];
         for (src, line, col, frag) in cases {
             let mut d = Data::default();

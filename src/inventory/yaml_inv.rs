@@ -174,6 +174,7 @@ impl Ctx<'_> {
                         };
                         let (hosts, port) =
                             expand_hostpattern(pattern).map_err(|m| self.err(hk, m))?;
+                        self.data.check_room(&hosts).map_err(|m| self.err(hk, m))?;
                         let vars: &[(Node, Node)] = match &hv.value {
                             Yaml::Map(m) => m,
                             Yaml::Null => &[],
@@ -212,5 +213,24 @@ impl Ctx<'_> {
             }
         }
         Ok(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_inventory_holds_at_most_max_hosts() {
+        // Each range within the cap, the two together past it.
+        let src = "all:\n  children:\n    a:\n      hosts:\n        a[1:60000]:\n    b:\n      hosts:\n        b[1:60000]:\n";
+        let mut d = Data::default();
+        let mut warnings = Vec::new();
+        let Err(YamlFail::Invalid(e)) = parse(&mut d, src, Path::new("inv.yml"), &mut warnings)
+        else {
+            panic!("120000 hosts were accepted");
+        };
+        assert_eq!((e.pos.line, e.pos.col), (8, 9), "{e}");
+        assert!(e.msg.contains("too many hosts"), "{}", e.msg);
     }
 }
