@@ -35,7 +35,13 @@ pub fn main() -> i32 {
             .enable_all()
             .build();
         match rt {
-            Ok(rt) => rt.block_on(dispatch(cli)),
+            Ok(rt) => {
+                let result = rt.block_on(dispatch(cli));
+                // Work left behind (a login given up at Ctrl-C, a name
+                // lookup in a blocking thread) must not hold the exit.
+                rt.shutdown_timeout(std::time::Duration::from_millis(500));
+                result
+            }
             Err(e) => Err(Error::Other(format!("cannot start the runtime: {e}"))),
         }
     });
@@ -345,17 +351,32 @@ fn reporter(c: &CommonArgs) -> Box<dyn Reporter> {
     }
 }
 
+/// The next Ctrl-C or SIGTERM.
+async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) -> bool {
+    match term {
+        Some(t) => tokio::select! {
+            r = tokio::signal::ctrl_c() => r.is_ok(),
+            r = t.recv() => r.is_some(),
+        },
+        None => tokio::signal::ctrl_c().await.is_ok(),
+    }
+}
+
 /// Ctrl-C: the first stops new tasks and ends running commands (see
 /// [`crate::interrupt`]), the second exits at once.
 fn watch_interrupts() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        // SIGTERM (a service manager, `kill`) is taken as Ctrl-C: the mail
+        // copies in flight end cleanly and the ledger is written.
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        if next_signal(&mut term).await {
             f.store(true, Ordering::SeqCst);
             crate::interrupt::request();
             crate::errln!("\n[mailrun] interrupted: no new tasks start; running commands are being stopped (Ctrl-C again to exit now)");
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if next_signal(&mut term).await {
                 crate::errln!("[mailrun] interrupted twice: exiting now");
                 std::process::exit(exit::INTERRUPTED);
             }

@@ -535,3 +535,86 @@ fn dovecot_stopped_on_new_fails_that_users_sync_and_the_rerun_finishes() {
         assert_eq!(snapshot(&lab, "dold", u), snapshot(&lab, "dnew", u), "{u}");
     }
 }
+
+#[test]
+fn sigterm_is_taken_as_ctrl_c_and_ends_the_remote_command() {
+    let lab = Lab::up(&["term"]);
+    let p = project(&lab, "");
+    p.file(
+        "b.yml",
+        "- hosts: term\n  tasks:\n    - name: long\n      command: sleep 30\n    - name: never\n      command: touch /tmp/never\n",
+    );
+    let bg = Bg::start(&p, &lab, &["b.yml", "-i", "lab.ini", "--output", "json"]);
+    wait_until(
+        &lab,
+        "term",
+        "pgrep -fx 'sleep 30'",
+        Duration::from_secs(60),
+    );
+    bg.signal("TERM");
+    let r = bg.finish(Duration::from_secs(20));
+    assert_eq!(r.code, 99, "{}", r.all());
+    assert_eq!(recap(&r)["interrupted"], true, "{}", r.all());
+    assert!(
+        host_msg(&r, "long", "term").contains("interrupted"),
+        "{}",
+        r.all()
+    );
+    // The command was ended on the host before mailrun exited.
+    assert!(
+        !lab.exec("term", "pgrep -fx 'sleep 30'").status.success(),
+        "the remote command outlived the interrupt"
+    );
+    assert!(!lab.exec("term", "test -e /tmp/never").status.success());
+}
+
+#[test]
+fn ctrl_c_while_a_host_never_answers_the_handshake_does_not_wait_for_it() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming() {
+            held.push(s);
+        }
+    });
+    let p = Project::new();
+    p.file(
+        "hosts.ini",
+        &format!("silent ansible_host=127.0.0.1 ansible_port={port} ansible_user=root ansible_ssh_timeout=60\n"),
+    );
+    p.file(
+        "b.yml",
+        "- hosts: silent\n  tasks:\n    - name: t\n      command: 'true'\n",
+    );
+    let home = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_mailrun"))
+        .args(["b.yml", "-i", "hosts.ini", "--output", "json"])
+        .current_dir(p.path())
+        .env("HOME", home.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    // Well before the 60 s connect timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(99),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

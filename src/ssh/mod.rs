@@ -236,7 +236,21 @@ impl HostConn {
         if let Some(why) = &st.failed {
             return Err(ConnError::Unreachable(why.clone()));
         }
-        match self.connect().await {
+        // A login under way when Ctrl-C comes is given up (not recorded as
+        // the host's failure: it was not the host's fault).
+        let armed = !crate::interrupt::requested();
+        let connected = tokio::select! {
+            c = self.connect() => c,
+            // Not `Interrupted`: no command of ours runs there to end.
+            _ = crate::interrupt::wait_armed(armed) => {
+                return Err(ConnError::Io(format!(
+                    "{}: {} while logging in",
+                    self.label(),
+                    crate::interrupt::MSG
+                )))
+            }
+        };
+        match connected {
             Ok(handle) => {
                 st.generation += 1;
                 let handle = Arc::new(handle);
