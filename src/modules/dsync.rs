@@ -92,14 +92,18 @@ struct UserResult {
 }
 
 impl UserResult {
-    /// Not run (or cut short): not done, so a rerun does it.
-    fn not_run(msg: &str) -> UserResult {
+    fn new(status: Status, msg: String) -> UserResult {
         UserResult {
-            status: Status::NotRun,
+            status,
             changed: false,
-            msg: msg.to_string(),
+            msg,
             data: Map::new(),
         }
+    }
+
+    /// Not run (or cut short): not done, so a rerun does it.
+    fn not_run(msg: &str) -> UserResult {
+        Self::new(Status::NotRun, msg.to_string())
     }
 }
 
@@ -421,21 +425,10 @@ pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
                 return (i, user, UserResult::not_run(crate::interrupt::MSG));
             }
             if let Some(why) = unsafe_user_name(&user) {
-                let mut r = UserResult::not_run(&why);
-                r.status = Status::Failed;
-                return (i, user, r);
+                return (i, user, UserResult::new(Status::Failed, why));
             }
             if let Some(why) = stop.lock().ok().and_then(|s| s.clone()) {
-                return (
-                    i,
-                    user,
-                    UserResult {
-                        status: Status::NotRun,
-                        changed: false,
-                        msg: format!("not run: {why}"),
-                        data: Map::new(),
-                    },
-                );
+                return (i, user, UserResult::not_run(&format!("not run: {why}")));
             }
             let show = |running: &Mutex<BTreeMap<String, ()>>| {
                 let names: Vec<String> = running
@@ -662,10 +655,8 @@ async fn one_user(
         }
     };
     let fail = |msg: String, data: Map<String, Value>| UserResult {
-        status: Status::Failed,
-        changed: false,
-        msg,
         data,
+        ..UserResult::new(Status::Failed, msg)
     };
     let mut data = Map::new();
     // Both sides read at once (the remote's retried like dsync itself: it
@@ -795,10 +786,8 @@ async fn one_user(
         }
         if let Some(why) = stop.lock().ok().and_then(|s| s.clone()) {
             return UserResult {
-                status: Status::NotRun,
-                changed: false,
-                msg: format!("not run: {why}"),
                 data,
+                ..UserResult::not_run(&format!("not run: {why}"))
             };
         }
         let cmd = dsync_command(job.op, job.full, user, remote, mux.current());
