@@ -618,3 +618,38 @@ fn ctrl_c_while_a_host_never_answers_the_handshake_does_not_wait_for_it() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn ctrl_c_during_an_sshd_reload_puts_the_previous_config_back() {
+    let lab = Lab::up(&["rel"]);
+    // The first reload hangs (a slow init script), so Ctrl-C catches it.
+    lab.sh(
+        "rel",
+        "test -x /etc/init.d/ssh && mv /etc/init.d/ssh /etc/init.d/ssh.real && \
+         printf '#!/bin/sh\\nif [ ! -e /tmp/slept ]; then touch /tmp/slept; sleep 30; fi\\nexec /etc/init.d/ssh.real \"$@\"\\n' > /etc/init.d/ssh && \
+         chmod 755 /etc/init.d/ssh",
+    );
+    let before = lab.sh("rel", "cat /etc/ssh/sshd_config");
+    let p = project(&lab, "");
+    p.file(
+        "b.yml",
+        "- hosts: rel\n  tasks:\n    - name: s\n      sshd_config:\n        settings: {MaxAuthTries: \"4\"}\n",
+    );
+    let bg = Bg::start(&p, &lab, &["b.yml", "-i", "lab.ini", "--output", "json"]);
+    wait_until(&lab, "rel", "test -e /tmp/slept", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(300));
+    bg.signal("INT");
+    let r = bg.finish(Duration::from_secs(30));
+    assert_eq!(r.code, 99, "{}", r.all());
+    assert!(host_msg(&r, "s", "rel").contains("put back"), "{}", r.all());
+    assert_eq!(lab.sh("rel", "cat /etc/ssh/sshd_config"), before);
+    assert!(!lab
+        .exec("rel", "test -e /etc/ssh/sshd_config.mailrun-orig")
+        .status
+        .success());
+    assert!(!lab.sh("rel", "sshd -T").contains("maxauthtries 4"));
+    // The rerun makes the change.
+    let r = play(&p, &lab, "b.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(lab.sh("rel", "sshd -T").contains("maxauthtries 4"));
+}

@@ -565,16 +565,23 @@ impl Module for SshdConfig {
             .await?
             .rc
             == 0;
-        if let Err(e) = put(ctx, path, &after, job.backup).await? {
-            return Ok(Outcome::failed(format!(
-                "sshd_config: sshd refuses the new {path}, nothing installed: {e}"
-            )));
-        }
-        // In effect (and valid as a whole), then reloaded and a fresh login
-        // proven; otherwise the previous file goes back.
-        let applied = match in_effect(ctx, path, wanted).await? {
-            Err(why) => Err(why),
-            Ok(()) => apply(ctx, &job).await?,
+        // From here on, any failure — also a command cut short (Ctrl-C) or
+        // a dropped connection — puts the previous file back: a new file
+        // that was never proven must not wait for sshd's next restart.
+        let applied = match put(ctx, path, &after, job.backup).await {
+            Ok(Err(e)) => {
+                return Ok(Outcome::failed(format!(
+                    "sshd_config: sshd refuses the new {path}, nothing installed: {e}"
+                )))
+            }
+            Err(e) => Err(format!("installing {path} did not finish: {e}")),
+            // In effect (and valid as a whole), then reloaded and a fresh
+            // login proven.
+            Ok(Ok(())) => match in_effect(ctx, path, wanted).await {
+                Ok(Ok(())) => apply(ctx, &job).await.unwrap_or_else(|e| Err(e.to_string())),
+                Ok(Err(why)) => Err(why),
+                Err(e) => Err(e.to_string()),
+            },
         };
         if let Err(why) = applied {
             let mut undone = undo(ctx, &job, path, &before).await?;
