@@ -270,7 +270,7 @@ pub(super) async fn write_text(
         String::new()
     };
     let script = format!(
-        "set -e\np={}\n{dir}t=$(mktemp -- \"$p.mailrun.XXXXXX\")\ntrap 'rm -f -- \"$t\"' EXIT\ncat > \"$t\"\n{set_perms}mv -f -- \"$t\" \"$p\"\ntrap - EXIT",
+        "set -e\np={}\n{dir}t=$(mktemp -- \"$p.mailrun.XXXXXX\")\ntrap 'rm -f -- \"$t\"' EXIT\ntrap 'exit 143' TERM INT HUP\ncat > \"$t\"\n{set_perms}mv -f -- \"$t\" \"$p\"\ntrap - EXIT",
         quote(path),
     );
     let out = ctx

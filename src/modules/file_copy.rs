@@ -511,6 +511,7 @@ async fn host_write(
          p={}\n\
          t=$(mktemp -- \"$(dirname -- \"$p\")/.mailrun.XXXXXX\")\n\
          trap 'rm -f -- \"$t\"' EXIT\n\
+         trap 'exit 143' TERM INT HUP\n\
          cat > \"$t\"\n\
          {}\n\
          trap - EXIT",

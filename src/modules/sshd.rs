@@ -260,7 +260,8 @@ fn install_script(path: &str, check: &str, backup: bool) -> String {
         ""
     };
     format!(
-        "set -e\np={}\nt=$(mktemp -- \"$p.mailrun.XXXXXX\")\ncat > \"$t\"\n\
+        "set -e\np={}\nt=$(mktemp -- \"$p.mailrun.XXXXXX\")\n\
+         trap 'rm -f -- \"$t\"' EXIT\ntrap 'exit 143' TERM INT HUP\ncat > \"$t\"\n\
          if ! out=$({check} 2>&1); then rm -f -- \"$t\"; printf '%s\\n' \"$out\" >&2; exit 3; fi\n\
          {keep}{}\n",
         quote(path),
