@@ -3,6 +3,8 @@
 set -euo pipefail
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+# libFuzzer (fuzz/, through libfuzzer-sys) is C++.
+command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 if ! command -v cargo >/dev/null 2>&1; then

@@ -10,6 +10,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --locked --no-fail-fast --lib --bins --tests 2>&1 | tee "$log" || status=$?
+# Every fuzz target for 15 s (fuzz/, RELIABILITY.md "Fuzzing"); a crash fails the run.
+bash scripts/fuzz.sh 15 || status=$?
 # One closing line for the whole suite.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"
