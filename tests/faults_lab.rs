@@ -203,6 +203,10 @@ fn ctrl_c_during_migrate_yml_stops_doveadm_keeps_old_and_the_rerun_finishes() {
         .filter(|u| l["users"][u]["status"] != "done")
         .collect();
     assert!(!not_done.is_empty(), "{l}");
+    // Each of them recorded (cut short or never started), none left pending.
+    for u in &not_done {
+        assert_eq!(l["users"][u]["status"], "not run", "{u}: {l}");
+    }
     assert!(
         l["users"]
             .as_object()

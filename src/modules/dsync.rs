@@ -421,14 +421,27 @@ pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
         let check = ctx.check;
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await.expect("never closed");
-            if crate::interrupt::requested() {
-                return (i, user, UserResult::not_run(crate::interrupt::MSG));
-            }
-            if let Some(why) = unsafe_user_name(&user) {
-                return (i, user, UserResult::new(Status::Failed, why));
-            }
-            if let Some(why) = stop.lock().ok().and_then(|s| s.clone()) {
-                return (i, user, UserResult::not_run(&format!("not run: {why}")));
+            let record = |res: &UserResult| {
+                if !check {
+                    if let Ok(mut l) = ledger.lock() {
+                        l.record(&user, res.status.word(), &res.msg);
+                        let _ = l.save();
+                    }
+                }
+            };
+            let before_start = if crate::interrupt::requested() {
+                Some(UserResult::not_run(crate::interrupt::MSG))
+            } else if let Some(why) = unsafe_user_name(&user) {
+                Some(UserResult::new(Status::Failed, why))
+            } else {
+                stop.lock()
+                    .ok()
+                    .and_then(|s| s.clone())
+                    .map(|why| UserResult::not_run(&format!("not run: {why}")))
+            };
+            if let Some(res) = before_start {
+                record(&res);
+                return (i, user, res);
             }
             let show = |running: &Mutex<BTreeMap<String, ()>>| {
                 let names: Vec<String> = running
@@ -455,12 +468,7 @@ pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
             }
             finished.fetch_add(1, Ordering::Relaxed);
             show(&running);
-            if !check {
-                if let Ok(mut l) = ledger.lock() {
-                    l.record(&user, res.status.word(), &res.msg);
-                    let _ = l.save();
-                }
-            }
+            record(&res);
             (i, user, res)
         });
     }
