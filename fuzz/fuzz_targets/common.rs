@@ -9,6 +9,12 @@ use serde_json::{json, Value};
 #[allow(dead_code)]
 pub fn exercise_inventory(inv: &Inventory) {
     let hosts = inv.hosts();
+    // A large inventory (ranges up to the 100000-host limit) was already
+    // parsed; walking it would only make every such input slow, not find
+    // more (the walk is linear and covered on small ones).
+    if hosts.len() > 1000 {
+        return;
+    }
     let _ = inv.groups();
     let _ = inv.list_json();
     let _ = inv.graph_text(None);
