@@ -657,3 +657,39 @@ fn ctrl_c_during_an_sshd_reload_puts_the_previous_config_back() {
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(lab.sh("rel", "sshd -T").contains("maxauthtries 4"));
 }
+
+#[test]
+fn ctrl_c_ends_a_pause() {
+    let p = Project::new();
+    p.file(
+        "b.yml",
+        "- hosts: localhost\n  tasks:\n    - name: wait\n      pause: {seconds: 120}\n    - name: never\n      command: touch never\n",
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_mailrun"))
+        .args(["b.yml", "--output", "json"])
+        .current_dir(p.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(99),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!p.path().join("never").exists());
+}

@@ -101,7 +101,10 @@ impl Module for Pause {
                     Some(p) => format!("{p} ({what})"),
                     None => what,
                 });
-                tokio::time::sleep(d).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    _ = crate::interrupt::wait() => return Ok(Outcome::failed(crate::interrupt::MSG)),
+                }
                 Outcome::ok()
                     .with("user_input", "")
                     .with("seconds", d.as_secs())
@@ -110,7 +113,13 @@ impl Module for Pause {
                 let prompter = ctx.prompter.clone();
                 let asked = prompt.clone();
                 // The prompter blocks on the terminal: keep it off the runtime.
-                match tokio::task::spawn_blocking(move || prompter.ask(&asked)).await {
+                // Ctrl-C ends the wait (the read is left to the runtime's
+                // shutdown).
+                let answer = tokio::select! {
+                    a = tokio::task::spawn_blocking(move || prompter.ask(&asked)) => a,
+                    _ = crate::interrupt::wait() => return Ok(Outcome::failed(crate::interrupt::MSG)),
+                };
+                match answer {
                     Ok(Ok(answer)) => Outcome::ok().with("user_input", answer),
                     Ok(Err(msg)) => Outcome::failed(msg),
                     Err(e) => Outcome::failed(format!("pause: prompt failed: {e}")),
