@@ -10,6 +10,7 @@ use mailrun::inventory::Inventory;
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
+    mailrun::inventory::set_max_hosts_for_fuzzing(common::MAX_HOSTS);
     // Inventory::load reads a file as lossy UTF-8; so does this.
     let src = String::from_utf8_lossy(data);
     if let Ok(inv) = Inventory::parse_str(&src, Path::new("hosts.ini")) {

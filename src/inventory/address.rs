@@ -136,7 +136,9 @@ fn letter_slice(b: usize, e: usize, step: i64) -> Option<Vec<String>> {
 
 /// Cap on the hosts one line may expand to, so `h[0:999999999]` cannot eat
 /// the machine: a whole inventory holds no more.
-const MAX_EXPANSION: usize = super::data::MAX_HOSTS;
+fn max_expansion() -> usize {
+    super::data::max_hosts()
+}
 
 /// `expand_hostname_range`: `db[01:03]x` → db01x db02x db03x (ranges may
 /// repeat: the first is expanded, then the results again). `Err` carries
@@ -213,7 +215,7 @@ fn expand_into(line: &str, out: &mut Vec<String>) -> Result<(), String> {
                 ));
             }
             let count = ((e as i128 + 1 - b as i128) / st as i128).unsigned_abs() as usize;
-            if count.saturating_add(out.len()) > MAX_EXPANSION {
+            if count.saturating_add(out.len()) > max_expansion() {
                 return Err(format!("host range [{nrange}] expands to too many hosts"));
             }
             let mut v = Vec::new();
@@ -230,7 +232,7 @@ fn expand_into(line: &str, out: &mut Vec<String>) -> Result<(), String> {
         if name.contains('[') {
             expand_into(&name, out)?;
         } else {
-            if out.len() >= MAX_EXPANSION {
+            if out.len() >= max_expansion() {
                 return Err("host range expands to too many hosts".into());
             }
             out.push(name);

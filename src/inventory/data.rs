@@ -9,6 +9,21 @@ use serde_json::{Map, Value};
 /// machine: one range alone is capped at this too.
 pub(crate) const MAX_HOSTS: usize = 100_000;
 
+static HOST_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(MAX_HOSTS);
+
+/// The host limit in force: [`MAX_HOSTS`], unless a fuzz target lowered it.
+pub(crate) fn max_hosts() -> usize {
+    HOST_LIMIT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// For fuzz targets only: a lower host limit, so that an input that builds
+/// a huge inventory costs what a small one does (the code paths, the limit
+/// and its error included, are the same). Never above [`MAX_HOSTS`].
+#[doc(hidden)]
+pub fn set_max_hosts_for_fuzzing(n: usize) {
+    HOST_LIMIT.store(n.min(MAX_HOSTS), std::sync::atomic::Ordering::Relaxed);
+}
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Group {
     pub(crate) vars: Map<String, Value>,
@@ -65,9 +80,10 @@ impl Data {
             .iter()
             .filter(|h| !self.hosts.contains_key(h.as_str()))
             .count();
-        if self.hosts.len().saturating_add(new) > MAX_HOSTS {
+        let max = max_hosts();
+        if self.hosts.len().saturating_add(new) > max {
             return Err(format!(
-                "too many hosts: this would make {} hosts, and an inventory holds at most {MAX_HOSTS}",
+                "too many hosts: this would make {} hosts, and an inventory holds at most {max}",
                 self.hosts.len() + new
             ));
         }

@@ -34,6 +34,8 @@
 
 mod address;
 mod data;
+#[doc(hidden)]
+pub use data::set_max_hosts_for_fuzzing;
 mod ini;
 mod literal;
 mod output;
