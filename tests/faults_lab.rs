@@ -693,3 +693,73 @@ fn ctrl_c_ends_a_pause() {
     );
     assert!(!p.path().join("never").exists());
 }
+
+#[test]
+fn sshd_killed_on_new_during_migrate_yml_keeps_old_and_the_rerun_finishes() {
+    let lab = Lab::up_with(
+        &[
+            "--dovecot",
+            "--no-mesh",
+            "--admin",
+            "mailadm",
+            "--root-login",
+            "no",
+        ],
+        &["mold", "mnew"],
+    );
+    let users = ["ann@ex.org", "bob@ex.org"];
+    mail(&lab, "users", "mold", &users);
+    mail(&lab, "bulk", "mold", &["ann@ex.org", "2000"]);
+    mail(&lab, "populate", "mold", &["bob@ex.org"]);
+    let before: Vec<Vec<String>> = users
+        .iter()
+        .map(|u| guids(&snapshot(&lab, "mold", u)))
+        .collect();
+    let p = Project::new();
+    p.file(
+        "inv/hosts.ini",
+        &format!(
+            "[old]\nmold ansible_host={} ansible_user=mailadm\n[new]\nmnew ansible_host={} ansible_user=mailadm\n",
+            lab.addr("mold"),
+            lab.addr("mnew")
+        ),
+    );
+    p.file("inv/group_vars/all.yml", "migrate_parallel: 2\n");
+    let book = concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/migrate.yml");
+    let args = [book, "-i", "inv", "--output", "json", "--yes"];
+
+    let bg = Bg::start(&p, &lab, &args);
+    wait_until(
+        &lab,
+        "mnew",
+        "pgrep -f '[d]sync-server.*ann@'",
+        Duration::from_secs(180),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    lab.sh("mnew", "pkill -KILL -x sshd; true");
+    let r = bg.finish(Duration::from_secs(300));
+    assert!(r.code == 2 || r.code == 3, "{}", r.all());
+    // The copy did not finish; old kept serving and lost nothing.
+    assert_ne!(
+        r.status("Initial copy of all mail to new (doveadm backup)", "mold"),
+        "changed",
+        "{}",
+        r.all()
+    );
+    let imap: std::net::SocketAddr = format!("{}:143", lab.addr("mold")).parse().unwrap();
+    assert!(std::net::TcpStream::connect_timeout(&imap, Duration::from_secs(5)).is_ok());
+    for (u, b) in users.iter().zip(&before) {
+        assert_eq!(&guids(&snapshot(&lab, "mold", u)), b, "{u} on old");
+    }
+
+    // sshd back on new: the rerun completes the migration.
+    lab.sshd_start("mnew");
+    let r = p.run_env(&args, &[("HOME", lab.home().to_str().unwrap())]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    for (u, b) in users.iter().zip(&before) {
+        let old = snapshot(&lab, "mold", u);
+        assert_eq!(&guids(&old), b, "{u} on old");
+        assert_eq!(old, snapshot(&lab, "mnew", u), "{u}");
+    }
+    assert!(lab.sh("mnew", "sshd -T").contains("permitrootlogin no"));
+}
