@@ -763,3 +763,55 @@ fn sshd_killed_on_new_during_migrate_yml_keeps_old_and_the_rerun_finishes() {
     }
     assert!(lab.sh("mnew", "sshd -T").contains("permitrootlogin no"));
 }
+
+#[test]
+fn link_cut_to_new_during_a_backup_keeps_old_and_the_rerun_finishes() {
+    let lab = Lab::up_with(&["--dovecot"], &["lold", "lnew"]);
+    let users = ["ann@ex.org", "bob@ex.org"];
+    mail(&lab, "users", "lold", &users);
+    mail(&lab, "users", "lnew", &users);
+    mail(&lab, "bulk", "lold", &["ann@ex.org", "2000"]);
+    mail(&lab, "populate", "lold", &["bob@ex.org"]);
+    let before: Vec<Vec<String>> = users
+        .iter()
+        .map(|u| guids(&snapshot(&lab, "lold", u)))
+        .collect();
+    let p = dsync_project(
+        &lab,
+        "lold",
+        "doveadm_backup",
+        "remote: lnew\nusers: [ann@ex.org, bob@ex.org]\nparallel: 2\nledger: ledger.json\n",
+    );
+    let bg = Bg::start(&p, &lab, &["b.yml", "-i", "lab.ini", "--output", "json"]);
+    wait_until(
+        &lab,
+        "lnew",
+        "pgrep -f '[d]sync-server.*ann@'",
+        Duration::from_secs(60),
+    );
+    lab.sh("lnew", "ip link set eth0 down");
+    // ssh's keepalive (15 s × 3), then the retries' connect timeouts (15 s)
+    // and delays: about 90 s, never open-ended.
+    let r = bg.finish(Duration::from_secs(240));
+    assert_eq!(r.code, 2, "{}", r.all());
+    let res = result(&r, "t", "lold");
+    assert!(
+        res["failed_users"]
+            .as_array()
+            .is_some_and(|f| f.contains(&Value::from("ann@ex.org"))),
+        "{}",
+        r.all()
+    );
+    for (u, b) in users.iter().zip(&before) {
+        assert_eq!(&guids(&snapshot(&lab, "lold", u)), b, "{u} on old");
+    }
+
+    lab.sh("lnew", "ip link set eth0 up");
+    let r = play(&p, &lab, "b.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    for (u, b) in users.iter().zip(&before) {
+        let old = snapshot(&lab, "lold", u);
+        assert_eq!(&guids(&old), b, "{u} on old");
+        assert_eq!(old, snapshot(&lab, "lnew", u), "{u}");
+    }
+}
