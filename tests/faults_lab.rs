@@ -815,3 +815,36 @@ fn link_cut_to_new_during_a_backup_keeps_old_and_the_rerun_finishes() {
         assert_eq!(old, snapshot(&lab, "lnew", u), "{u}");
     }
 }
+
+#[test]
+fn ctrl_c_while_sudo_is_still_starting_the_command_still_ends_it() {
+    let lab = Lab::up_with(&["--admin", "slowadm"], &["slow"]);
+    // sudo takes 6 s to start the task's command, deaf to SIGTERM: Ctrl-C
+    // comes before any process of the command exists, so the first search
+    // for them finds none, and the channel's SIGTERM does not stop it.
+    lab.sh(
+        "slow",
+        "printf '#!/bin/sh\\ncase \"$*\" in *\"sleep 40\"*) trap \"\" TERM; sleep 3; sleep 3 ;; esac\\nexec /usr/bin/sudo \"$@\"\\n' > /usr/local/bin/sudo && chmod 755 /usr/local/bin/sudo",
+    );
+    let p = Project::new();
+    p.file(
+        "lab.ini",
+        &format!("slow ansible_host={} ansible_user=slowadm\n", lab.addr("slow")),
+    );
+    p.file(
+        "b.yml",
+        "- hosts: slow\n  become: true\n  tasks:\n    - name: long\n      command: sleep 40\n",
+    );
+    let bg = Bg::start(&p, &lab, &["b.yml", "-i", "lab.ini", "--output", "json"]);
+    wait_until(&lab, "slow", "pgrep -fx 'sleep 3'", Duration::from_secs(60));
+    bg.signal("INT");
+    let r = bg.finish(Duration::from_secs(30));
+    assert_eq!(r.code, 99, "{}", r.all());
+    // Once the slow sudo is through, the command must not be running.
+    wait_until(&lab, "slow", "! pgrep -fx 'sleep 3'", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !lab.exec("slow", "pgrep -fx 'sleep 40'").status.success(),
+        "the command started after the interrupt and was left running"
+    );
+}

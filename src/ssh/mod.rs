@@ -470,10 +470,24 @@ impl HostConn {
 
     async fn run(&self, cmd: &Command) -> Result<ExecOutput, ConnError> {
         let job = unique_id();
-        let mut result = self.exec_once(cmd, &job).await;
+        let (closed_tx, mut closed) = tokio::sync::watch::channel(false);
+        let mut result = self.exec_once(cmd, &job, Some(closed_tx)).await;
         match result {
             Err(ConnError::Timeout(_)) => self.kill_job(&job, cmd.become_user.clone(), false).await,
-            Err(ConnError::Interrupted) => self.kill_job(&job, cmd.become_user.clone(), true).await,
+            Err(ConnError::Interrupted) => {
+                // Until sshd closes the channel (the command is gone): a
+                // command whose start raced the interrupt appears only after
+                // the first search for its processes.
+                for attempt in 0..5 {
+                    self.kill_job(&job, cmd.become_user.clone(), attempt == 0)
+                        .await;
+                    let gone =
+                        tokio::time::timeout(Duration::from_secs(2), closed.wait_for(|c| *c)).await;
+                    if gone.is_ok() {
+                        break;
+                    }
+                }
+            }
             _ => {}
         }
         if let Ok(out) = &mut result {
@@ -500,19 +514,23 @@ impl HostConn {
     /// Runs a command on a channel of its own, tagged with `job`. The
     /// channel is drained by its own task, to the end, even if the caller
     /// goes away.
-    async fn exec_once(&self, cmd: &Command, job: &str) -> Result<ExecOutput, ConnError> {
+    async fn exec_once(
+        &self,
+        cmd: &Command,
+        job: &str,
+        closed: Option<tokio::sync::watch::Sender<bool>>,
+    ) -> Result<ExecOutput, ConnError> {
         let slot = self.slot().await;
         let (ch, _) = self.channel().await?;
         let (line, become_) = self.command_line(cmd, job);
-        let task = tokio::spawn(drive(
-            ch,
+        let exec = Exec {
             line,
-            cmd.stdin.clone(),
+            stdin: cmd.stdin.clone(),
             become_,
-            cmd.timeout,
-            self.label(),
-            slot,
-        ));
+            timeout: cmd.timeout,
+            closed,
+        };
+        let task = tokio::spawn(drive(ch, exec, self.label(), slot));
         task.await
             .map_err(|e| ConnError::Io(format!("{}: command task failed: {e}", self.label())))?
     }
@@ -539,7 +557,7 @@ impl HostConn {
             timeout: Some(Duration::from_secs(30)),
             become_user,
         };
-        let _ = self.exec_once(&kill, "kill").await;
+        let _ = self.exec_once(&kill, "kill", None).await;
     }
 
     async fn sftp(&self) -> Result<Arc<Sftp>, ConnError> {
@@ -830,19 +848,33 @@ fn later(d: Duration) -> Option<tokio::time::Instant> {
     tokio::time::Instant::now().checked_add(d)
 }
 
+/// What [`drive`] runs on a channel.
+struct Exec {
+    line: String,
+    stdin: Option<Vec<u8>>,
+    become_: Option<BecomeCtl>,
+    timeout: Option<Duration>,
+    /// Set once the server has closed a channel cut short by Ctrl-C.
+    closed: Option<tokio::sync::watch::Sender<bool>>,
+}
+
 /// Runs one command on an open channel and reads it until the server closes
 /// the channel (or the grace after the exit status runs out, or the timeout).
 /// The channel slot is held until the server has closed the channel, since
 /// sshd frees it only then.
 async fn drive(
     ch: russh::Channel<Msg>,
-    line: String,
-    stdin: Option<Vec<u8>>,
-    become_: Option<BecomeCtl>,
-    timeout: Option<Duration>,
+    exec: Exec,
     label: String,
     slot: OwnedSemaphorePermit,
 ) -> Result<ExecOutput, ConnError> {
+    let Exec {
+        line,
+        stdin,
+        become_,
+        timeout,
+        closed,
+    } = exec;
     let (mut rx, tx) = ch.split();
     let tx = Arc::new(tx);
     if let Err(e) = tx.exec(true, line.into_bytes()).await {
@@ -899,7 +931,7 @@ async fn drive(
             let _ = tx.signal(russh::Sig::TERM).await;
             let _ = tx.close().await;
             drop(writer);
-            drain_after_close(rx, slot);
+            drain_then_tell(rx, slot, closed);
             return Err(ConnError::Interrupted);
         };
         let msg = match got {
@@ -1009,9 +1041,19 @@ async fn drive(
 
 /// Keeps reading a closed channel's leftovers so the session never stalls,
 /// and holds its slot until the server has closed it (at most 30 s).
-fn drain_after_close(mut rx: russh::ChannelReadHalf, slot: OwnedSemaphorePermit) {
+fn drain_after_close(rx: russh::ChannelReadHalf, slot: OwnedSemaphorePermit) {
+    drain_then_tell(rx, slot, None);
+}
+
+/// As [`drain_after_close`]; `closed` is set once the server has closed the
+/// channel (sshd does so only when the command's processes are gone).
+fn drain_then_tell(
+    mut rx: russh::ChannelReadHalf,
+    slot: OwnedSemaphorePermit,
+    closed: Option<tokio::sync::watch::Sender<bool>>,
+) {
     tokio::spawn(async move {
-        let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        let ended = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(m) = rx.wait().await {
                 if matches!(m, ChannelMsg::Close) {
                     break;
@@ -1019,6 +1061,11 @@ fn drain_after_close(mut rx: russh::ChannelReadHalf, slot: OwnedSemaphorePermit)
             }
         })
         .await;
+        if ended.is_ok() {
+            if let Some(c) = closed {
+                let _ = c.send(true);
+            }
+        }
         drop(slot);
     });
 }
