@@ -829,7 +829,10 @@ fn ctrl_c_while_sudo_is_still_starting_the_command_still_ends_it() {
     let p = Project::new();
     p.file(
         "lab.ini",
-        &format!("slow ansible_host={} ansible_user=slowadm\n", lab.addr("slow")),
+        &format!(
+            "slow ansible_host={} ansible_user=slowadm\n",
+            lab.addr("slow")
+        ),
     );
     p.file(
         "b.yml",
@@ -841,7 +844,12 @@ fn ctrl_c_while_sudo_is_still_starting_the_command_still_ends_it() {
     let r = bg.finish(Duration::from_secs(30));
     assert_eq!(r.code, 99, "{}", r.all());
     // Once the slow sudo is through, the command must not be running.
-    wait_until(&lab, "slow", "! pgrep -fx 'sleep 3'", Duration::from_secs(20));
+    wait_until(
+        &lab,
+        "slow",
+        "! pgrep -fx 'sleep 3'",
+        Duration::from_secs(20),
+    );
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         !lab.exec("slow", "pgrep -fx 'sleep 40'").status.success(),
