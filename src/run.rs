@@ -12,7 +12,6 @@ use clap::Parser;
 use serde_json::{Map, Value};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The binary's entry: parses arguments, runs, returns the exit code.
@@ -364,16 +363,13 @@ async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) -> bool {
 
 /// Ctrl-C: the first stops new tasks and ends running commands (see
 /// [`crate::interrupt`]), the second exits at once.
-fn watch_interrupts() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
+fn watch_interrupts() {
     tokio::spawn(async move {
         // SIGTERM (a service manager, `kill`) is taken as Ctrl-C: the mail
         // copies in flight end cleanly and the ledger is written.
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         if next_signal(&mut term).await {
-            f.store(true, Ordering::SeqCst);
             crate::interrupt::request();
             crate::errln!("\n[mailrun] interrupted: no new tasks start; running commands are being stopped (Ctrl-C again to exit now)");
             if next_signal(&mut term).await {
@@ -382,7 +378,6 @@ fn watch_interrupts() -> Arc<AtomicBool> {
             }
         }
     });
-    flag
 }
 
 async fn playbooks(a: PlaybookArgs) -> Result<i32> {
@@ -579,17 +574,8 @@ async fn execute(
 ) -> Result<i32> {
     opts.ssh = Some(ssh_pool(c)?);
     let prompter = Arc::new(TerminalPrompter::new(c.yes));
-    let interrupt = watch_interrupts();
-    Ok(engine::run(
-        Arc::new(book),
-        inv,
-        plan,
-        opts,
-        reporter(c),
-        prompter,
-        interrupt,
-    )
-    .await)
+    watch_interrupts();
+    Ok(engine::run(Arc::new(book), inv, plan, opts, reporter(c), prompter).await)
 }
 
 /// The SSH pool of the run. Passwords asked for with `-k`/`-K` are read

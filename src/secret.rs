@@ -74,6 +74,11 @@ pub fn register(secret: &str) {
     let Ok(mut reg) = REGISTRY.lock() else {
         return;
     };
+    // Known already (rendered vars are registered for every task and
+    // host): nothing to quote or escape again.
+    if reg.values.contains(secret) {
+        return;
+    }
     let mut changed = add(&mut reg, secret);
     let quoted = crate::quote::quote(secret);
     changed |= add(&mut reg, &quoted);

@@ -18,7 +18,6 @@ use petgraph::Direction;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Settings of one run, from the command line.
@@ -177,8 +176,6 @@ pub(crate) struct Shared {
     registered: Mutex<HashMap<String, Map<String, Value>>>,
     reporter: Mutex<Box<dyn Reporter>>,
     prompter: Arc<dyn Prompter>,
-    /// Set by the first Ctrl-C: no new task, no new retry.
-    interrupt: Arc<AtomicBool>,
     local: Arc<dyn Connection>,
     pool: Arc<crate::ssh::Pool>,
 }
@@ -206,8 +203,9 @@ struct NodeState {
     ran_on: Option<String>,
 }
 
-/// Runs the planned graph to the end (or to an interrupt) and returns the
-/// exit code. `interrupt` is set by the first Ctrl-C.
+/// Runs the planned graph to the end (or to the first Ctrl-C, see
+/// [`crate::interrupt`]: no new task, no new retry) and returns the exit
+/// code.
 pub async fn run(
     book: Arc<Playbook>,
     inv: &Inventory,
@@ -215,7 +213,6 @@ pub async fn run(
     opts: RunOptions,
     reporter: Box<dyn Reporter>,
     prompter: Arc<dyn Prompter>,
-    interrupt: Arc<AtomicBool>,
 ) -> i32 {
     let tg = graph::build(&book, &plan.plays);
     // Every inventory host's variables (delegate_to targets need theirs
@@ -272,7 +269,6 @@ pub async fn run(
         registered: Mutex::new(HashMap::new()),
         reporter: Mutex::new(reporter),
         prompter,
-        interrupt,
         local: runner::local_connection(),
         pool: pool.clone(),
     });
@@ -343,7 +339,7 @@ impl Scheduler {
         let mut done = 0usize;
         let mut internal_error = false;
         loop {
-            let stopping = self.shared.interrupt.load(Ordering::SeqCst) || self.aborted.is_some();
+            let stopping = crate::interrupt::requested() || self.aborted.is_some();
             while running.len() < self.forks || stopping {
                 let Some(n) = ready.pop_front() else { break };
                 if let Some(spawn) = self.start(n, stopping) {
@@ -407,7 +403,7 @@ impl Scheduler {
                 ),
             });
         }
-        let interrupted = self.shared.interrupt.load(Ordering::SeqCst);
+        let interrupted = crate::interrupt::requested();
         let code = if internal_error {
             exit::UNEXPECTED
         } else if interrupted {

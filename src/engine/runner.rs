@@ -866,7 +866,7 @@ impl Shared {
                     m.insert("attempts".into(), Value::from(attempt));
                 }
                 if !done {
-                    let interrupted = || self.interrupt.load(std::sync::atomic::Ordering::SeqCst);
+                    let interrupted = crate::interrupt::requested;
                     if attempt < attempts && !interrupted() {
                         tokio::time::sleep(Duration::from_secs_f64(task.delay)).await;
                         if !interrupted() {

@@ -113,7 +113,7 @@ pub(crate) fn evaluate(
             let that: HashSet<&String> = that.iter().collect();
             let keep = p.starts_with('&');
             hosts.retain(|h| that.contains(h) == keep);
-            have = hosts.iter().cloned().collect();
+            have.retain(|h| that.contains(h) == keep);
         } else {
             for h in that {
                 if have.insert(h.clone()) {

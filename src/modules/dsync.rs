@@ -320,8 +320,15 @@ fn unsafe_user_name(user: &str) -> Option<String> {
         return None;
     }
     Some(format!(
-        "refused: the user name {user:?} has characters outside Dovecot's default auth_username_chars          (letters, digits, . - _ @ +) or starts with '-': doveadm would hand it unquoted to the          remote's shell through ssh. Copy this user by hand"
+        "refused: the user name {user:?} has characters outside Dovecot's default \
+         auth_username_chars (letters, digits, . - _ @ +) or starts with '-': doveadm would \
+         hand it unquoted to the remote's shell through ssh. Copy this user by hand"
     ))
+}
+
+/// Why every user stops, once one has said so.
+fn stop_reason(stop: &Mutex<Option<String>>) -> Option<String> {
+    stop.lock().ok().and_then(|s| s.clone())
 }
 
 /// After Ctrl-C: the remote's `doveadm dsync-server` of each cut-short user
@@ -434,10 +441,7 @@ pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
             } else if let Some(why) = unsafe_user_name(&user) {
                 Some(UserResult::new(Status::Failed, why))
             } else {
-                stop.lock()
-                    .ok()
-                    .and_then(|s| s.clone())
-                    .map(|why| UserResult::not_run(&format!("not run: {why}")))
+                stop_reason(&stop).map(|why| UserResult::not_run(&format!("not run: {why}")))
             };
             if let Some(res) = before_start {
                 record(&res);
@@ -534,7 +538,7 @@ pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
             let _ = l.save();
         }
     }
-    let stopped = stop.lock().ok().and_then(|s| s.clone());
+    let stopped = stop_reason(&stop);
     let verb = if ctx.check { "would run" } else { "ran" };
     let mut head = format!(
         "{module} {arrow}: {verb} {} user(s): {} done, {} skipped, {} failed{}",
@@ -792,7 +796,7 @@ async fn one_user(
                 ..UserResult::not_run(crate::interrupt::MSG)
             };
         }
-        if let Some(why) = stop.lock().ok().and_then(|s| s.clone()) {
+        if let Some(why) = stop_reason(stop) {
             return UserResult {
                 data,
                 ..UserResult::not_run(&format!("not run: {why}"))

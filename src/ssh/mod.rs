@@ -949,15 +949,15 @@ async fn drive(
                 if pending.is_some() && become_deadline.is_some_and(|b| now >= b) {
                     let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
                     stop!(Ok(ExecOutput {
-                            rc: 1,
-                            stdout: Vec::new(),
-                            stderr: format!(
-                                "become: sudo on {label} neither asked for the password nor started the command within {} s{}",
-                                BECOME_DEADLINE.as_secs(),
-                                if said.is_empty() { String::new() } else { format!(" (it said: {said})") }
-                            )
-                            .into_bytes(),
-                        }))
+                        rc: 1,
+                        stdout: Vec::new(),
+                        stderr: format!(
+                            "become: sudo on {label} neither asked for the password nor started the command within {} s{}",
+                            BECOME_DEADLINE.as_secs(),
+                            if said.is_empty() { String::new() } else { format!(" (it said: {said})") }
+                        )
+                        .into_bytes(),
+                    }))
                 }
                 stop!(Err(ConnError::Timeout(timeout.unwrap_or_default())))
             }
