@@ -25,6 +25,10 @@ struct Params {
     enabled: Option<bool>,
     #[serde(default, deserialize_with = "args::bool_lenient")]
     skip_missing: bool,
+    #[serde(default, deserialize_with = "args::opt_bool_lenient")]
+    masked: Option<bool>,
+    #[serde(default, deserialize_with = "args::bool_lenient")]
+    daemon_reload: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,10 +59,11 @@ fn parse_params(args: &Value) -> Result<(Params, Option<Want>), ArgError> {
             });
         }
     };
-    if want.is_none() && p.enabled.is_none() {
+    if want.is_none() && p.enabled.is_none() && p.masked.is_none() && !p.daemon_reload {
         return Err(ArgError {
             arg: None,
-            msg: "service: one of 'state' or 'enabled' is required".into(),
+            msg: "service: one of 'state', 'enabled', 'masked' or 'daemon_reload' is required"
+                .into(),
             help: None,
         });
     }
@@ -90,18 +95,21 @@ impl Init {
     pub(super) fn probe(&self, name: &str) -> String {
         let n = quote(name);
         match self {
+            // A masked unit has no unit file to `cat` but is there.
             Init::Systemd => format!(
-                "if systemctl cat -- {n} >/dev/null 2>&1; then i=1; else i=0; fi\n\
+                "l=$(systemctl show -p LoadState --value -- {n} 2>/dev/null)\n\
+                 if [ \"$l\" = masked ]; then m=1; else m=0; fi\n\
+                 if [ $m = 1 ] || systemctl cat -- {n} >/dev/null 2>&1; then i=1; else i=0; fi\n\
                  if systemctl is-active --quiet -- {n}; then r=1; else r=0; fi\n\
                  if systemctl is-enabled --quiet -- {n} 2>/dev/null; then e=1; else e=0; fi\n\
-                 echo \"$i $r $e\""
+                 echo \"$i $r $e $m\""
             ),
             Init::SysV => format!(
                 "s=/etc/init.d/{name}\n\
-                 if [ -x \"$s\" ]; then i=1; else echo '0 0 0'; exit 0; fi\n\
+                 if [ -x \"$s\" ]; then i=1; else echo '0 0 0 0'; exit 0; fi\n\
                  \"$s\" status </dev/null >/dev/null 2>&1 && r=1 || r=0\n\
                  if ls /etc/rc[2345].d/S[0-9][0-9]{name} >/dev/null 2>&1; then e=1; else e=0; fi\n\
-                 echo \"$i $r $e\""
+                 echo \"$i $r $e 0\""
             ),
         }
     }
@@ -162,11 +170,25 @@ pub(super) fn init_from(detect_output: &str) -> Init {
     }
 }
 
-/// installed, running, enabled from the probe's output.
-fn parse_probe(text: &str) -> Option<(bool, bool, bool)> {
+/// What the probe read of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct State {
+    installed: bool,
+    running: bool,
+    enabled: bool,
+    masked: bool,
+}
+
+/// installed, running, enabled, masked from the probe's output.
+fn parse_probe(text: &str) -> Option<State> {
     let w: Vec<bool> = text.split_whitespace().map(|w| w == "1").collect();
     match w[..] {
-        [i, r, e] => Some((i, r, e)),
+        [installed, running, enabled, masked] => Some(State {
+            installed,
+            running,
+            enabled,
+            masked,
+        }),
         _ => None,
     }
 }
@@ -176,7 +198,7 @@ impl Module for Service {
     fn doc(&self) -> ModuleDoc {
         ModuleDoc {
             name: "service",
-            description: "Starts, stops, restarts or reloads a service, or enables it at boot. systemctl where PID 1 is systemd, else the init script in /etc/init.d (with its output detached from the SSH session); the state is read from the real service, so a second run is `ok`.",
+            description: "Starts, stops, restarts or reloads a service, enables or disables it at boot, masks or unmasks it (systemd), with an optional daemon-reload first. systemctl where PID 1 is systemd, else the init script in /etc/init.d (with its output detached from the SSH session); the state is read from the real service, so a second run is `ok`.",
             args: vec![
                 ArgSpec {
                     name: "name",
@@ -198,6 +220,20 @@ impl Module for Service {
                     required: false,
                     default: None,
                     description: "Start at boot (systemctl enable/disable, or update-rc.d).",
+                },
+                ArgSpec {
+                    name: "masked",
+                    kind: "bool",
+                    required: false,
+                    default: None,
+                    description: "systemd only: masked (cannot be started at all: systemctl mask) or unmasked.",
+                },
+                ArgSpec {
+                    name: "daemon_reload",
+                    kind: "bool",
+                    required: false,
+                    default: Some("false"),
+                    description: "systemd only: systemctl daemon-reload before anything else (after a unit file changed); not counted as a change, as in Ansible.",
                 },
                 ArgSpec {
                     name: "skip_missing",
@@ -245,12 +281,29 @@ impl Module for Service {
                 Ok::<_, ConnError>(parse_probe(&out.stdout_str()))
             }
         };
-        let Some((installed, running, enabled)) = probe(ctx).await? else {
+        if init == Init::SysV && p.masked.is_some() {
+            return Ok(Outcome::failed(format!(
+                "service: masked needs systemd, and {} has no systemd as PID 1",
+                ctx.host
+            )));
+        }
+        // As Ansible's systemd module: daemon-reload first (not a change).
+        if p.daemon_reload && init == Init::Systemd && !ctx.check {
+            let out = super::sh(ctx, "systemctl daemon-reload").await?;
+            if out.rc != 0 {
+                return Ok(Outcome::failed(format!(
+                    "service: systemctl daemon-reload failed (rc {}): {}",
+                    out.rc,
+                    out.stderr_str().trim()
+                )));
+            }
+        }
+        let Some(st) = probe(ctx).await? else {
             return Ok(Outcome::failed(format!(
                 "service: cannot read the state of {name}"
             )));
         };
-        if !installed {
+        if !st.installed && p.masked != Some(true) {
             return Ok(if p.skip_missing {
                 Outcome::ok()
                     .msg(format!("{name} is not installed"))
@@ -265,7 +318,23 @@ impl Module for Service {
                 ))
             });
         }
+        // Ansible's order: masked, enabled, then the state.
         let mut todo: Vec<(String, String)> = Vec::new();
+        if let Some(m) = p.masked {
+            if m != st.masked {
+                let word = if m { "mask" } else { "unmask" };
+                todo.push((word.into(), format!("systemctl {word} -- {}", quote(name))));
+            }
+        }
+        if let Some(on) = p.enabled {
+            if on != st.enabled {
+                todo.push((
+                    if on { "enable" } else { "disable" }.into(),
+                    init.enable(name, on),
+                ));
+            }
+        }
+        let running = st.running;
         match want {
             Some(Want::Started) if !running => {
                 todo.push(("start".into(), init.action(name, "start")))
@@ -282,29 +351,25 @@ impl Module for Service {
             )),
             _ => {}
         }
-        if let Some(on) = p.enabled {
-            if on != enabled {
-                todo.push((
-                    if on { "enable" } else { "disable" }.into(),
-                    init.enable(name, on),
-                ));
-            }
-        }
-        let base = Outcome::ok()
-            .with("name", name)
-            .with("init", kind)
-            .with("running", running)
-            .with("enabled", enabled);
+        let with_state = |o: Outcome, st: &State| {
+            o.with("name", name)
+                .with("init", kind)
+                .with("running", st.running)
+                .with("enabled", st.enabled)
+                .with("masked", st.masked)
+        };
         if todo.is_empty() {
-            return Ok(base.msg(format!(
-                "{name} is {}{}",
+            return Ok(with_state(Outcome::ok(), &st).msg(format!(
+                "{name} is {}{}{}",
                 if running { "running" } else { "stopped" },
-                if enabled { ", enabled" } else { "" }
+                if st.enabled { ", enabled" } else { "" },
+                if st.masked { ", masked" } else { "" }
             )));
         }
         let done: Vec<String> = todo.iter().map(|(w, _)| w.clone()).collect();
         if ctx.check {
-            let mut o = base.msg(format!("would {} {name}", done.join(" and ")));
+            let mut o = with_state(Outcome::ok(), &st)
+                .msg(format!("would {} {name}", done.join(" and ")));
             o.changed = true;
             return Ok(o);
         }
@@ -319,15 +384,19 @@ impl Module for Service {
             }
         }
         // The state after: what was asked must have taken.
-        let after = probe(ctx).await?;
-        let (_, now_running, now_enabled) = after.unwrap_or((true, running, enabled));
+        let now = probe(ctx).await?.unwrap_or(st);
         let bad = match want {
-            Some(Want::Started | Want::Restarted | Want::Reloaded) if !now_running => Some(
+            Some(Want::Started | Want::Restarted | Want::Reloaded) if !now.running => Some(
                 format!("{name} is not running after {}", done.join(" and ")),
             ),
-            Some(Want::Stopped) if now_running => {
+            Some(Want::Stopped) if now.running => {
                 Some(format!("{name} is still running after stop"))
             }
+            _ if p.masked.is_some_and(|m| m != now.masked) => Some(format!(
+                "{name} is {}masked after {}",
+                if now.masked { "still " } else { "not " },
+                done.join(" and ")
+            )),
             _ => None,
         };
         if let Some(why) = bad {
@@ -341,12 +410,8 @@ impl Module for Service {
                 format!("service: {why}; status (rc {}): {text}", status.rc)
             }));
         }
-        let mut o = Outcome::changed()
+        let mut o = with_state(Outcome::changed(), &now)
             .msg(format!("{name}: {}", done.join(", ")))
-            .with("name", name)
-            .with("init", kind)
-            .with("running", now_running)
-            .with("enabled", now_enabled)
             .with("actions", json!(done));
         o.changed = true;
         Ok(o)
@@ -383,7 +448,16 @@ mod tests {
         assert!(v
             .enable("exim4", false)
             .contains("update-rc.d exim4 disable"));
-        assert_eq!(parse_probe("1 0 1\n"), Some((true, false, true)));
+        assert_eq!(
+            parse_probe("1 0 1 0\n"),
+            Some(State {
+                installed: true,
+                running: false,
+                enabled: true,
+                masked: false
+            })
+        );
+        assert_eq!(parse_probe("1 0 1\n"), None);
         assert_eq!(parse_probe(""), None);
     }
 
@@ -394,6 +468,8 @@ mod tests {
         assert!(parse_params(&json!({"name": "x"})).is_err());
         assert!(parse_params(&json!({"name": "a;b", "state": "started"})).is_err());
         assert!(parse_params(&json!({"name": "dovecot", "enabled": "yes"})).is_ok());
+        assert!(parse_params(&json!({"name": "dovecot", "masked": true})).is_ok());
+        assert!(parse_params(&json!({"name": "dovecot", "daemon_reload": true})).is_ok());
     }
 
     /// The local machine has an init script for something; a missing one

@@ -15,7 +15,13 @@
 #                         without a password (an admin account; repeatable)
 #       --root-login VAL  `PermitRootLogin VAL` in the main sshd_config (as an
 #                         admin writes it) instead of the lab's drop-in
-#       --dovecot         Dovecot as on a Debian mail server (see setup_dovecot)
+#       --dovecot         Dovecot as on a Debian mail server (see setup_dovecot);
+#                         on a machine also Postfix delivering to it by LMTP
+#       --machine RELEASE a real machine instead of a namespace host: a
+#                         Debian root file system (bookworm = 12, trixie =
+#                         13; tests/lab/rootfs.sh makes and caches it) booted
+#                         with systemd-nspawn, systemd as PID 1, sshd,
+#                         Dovecot and Postfix as systemd units
 #       --no-mesh         these hosts trust only the control key (no root mesh)
 #   LAB_DIR=DIR lab.sh down                   # every host of this LAB_DIR
 #   LAB_DIR=DIR lab.sh exec NAME CMD [ARG...] # run inside the host, its rc
@@ -84,10 +90,16 @@ wait_for() {
 
 # A process of ours: PID alive (not a zombie) and its command line names the
 # host's init script (so a reused PID is never taken for ours).
+# On a machine: its systemd-nspawn (started on the host's fs/) or a child
+# of that nspawn (the machine's PID 1).
+nspawn_of() { grep -qaF -- "-D$2/fs" "/proc/$1/cmdline" 2>/dev/null; }
 ours() { # pid statedir
-  [ -n "$1" ] && grep -qaF "$2/init.sh" "/proc/$1/cmdline" 2>/dev/null || return 1
+  [ -n "$1" ] || return 1
+  grep -qaF "$2/init.sh" "/proc/$1/cmdline" 2>/dev/null || nspawn_of "$1" "$2" ||
+    nspawn_of "$(awk '/^PPid:/ {print $2}' "/proc/$1/status" 2>/dev/null)" "$2" || return 1
   [ "$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" != Z ]
 }
+is_machine() { [ -f "$(hostdir "$1")/machine" ]; }
 gone() { # pid
   local st
   st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 0
@@ -108,7 +120,13 @@ in_host() {
   local name=$1 p
   shift
   p=$(init_pid "$name") || die "host $name is not up (LAB_DIR=$LAB_DIR)"
-  nsenter -t "$p" -m -u -i -n -p -- /bin/sh -c 'cd / && exec "$@"' sh "$@" 8>&- 9>&-
+  if is_machine "$name"; then
+    # Every namespace, the root and cwd of the machine's PID 1 (--wd=/ would
+    # open the machine's own / before entering).
+    nsenter -t "$p" -a -r -w -- /bin/sh -c 'cd / && exec "$@"' sh "$@" 8>&- 9>&-
+  else
+    nsenter -t "$p" -m -u -i -n -p -- /bin/sh -c 'cd / && exec "$@"' sh "$@" 8>&- 9>&-
+  fi
 }
 
 ip2int() { local IFS=.; set -- $1; echo $((($1 << 24) | ($2 << 16) | ($3 << 8) | $4)); }
@@ -183,8 +201,26 @@ kill_host() { # statedir name octet [scan]
     kill -KILL "${pids[@]}" 2>/dev/null || true
     for p in "${pids[@]}"; do wait_for gone "$p" || echo "lab: $n: process $p did not end" >&2; done
   fi
+  [ ! -f "$d/machine" ] || machine_cleanup "$d" "$n"
   ip netns del "mr-$n" 2>/dev/null || true
   [ -z "$o" ] || ip link del "mrl$o" 2>/dev/null || true
+}
+
+# What a machine leaves on the machine once its processes are gone: the
+# overlay mount of its root, its cgroups, nspawn's propagation directory.
+machine_cleanup() { # statedir name
+  local d=$1 n=$2 h i
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    mountpoint -q "$d/fs" 2>/dev/null || break
+    umount -n "$d/fs" 2>/dev/null || { sleep 0.2; [ $i -lt 10 ] || umount -n -l "$d/fs" || true; }
+  done
+  for h in /sys/fs/cgroup/*/; do
+    [ -d "$h/mailrun-lab/$n" ] || continue
+    find "$h/mailrun-lab/$n" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    rmdir "$h/mailrun-lab" 2>/dev/null || true
+  done
+  rm -rf "/run/systemd/nspawn/propagate/$n"
+  rm -rf "${d:?}/work"
 }
 
 # Labs whose state dir vanished or whose LAB_OWNER died: their hosts go.
@@ -246,16 +282,28 @@ while :; do sleep 3600 & wait; done
 INIT
 }
 
-sshd_running() { in_host "$1" sh -c '[ -s /run/sshd.pid ] && kill -0 "$(cat /run/sshd.pid)"' 2>/dev/null; }
+sshd_running() {
+  if is_machine "$1"; then
+    in_host "$1" systemctl is-active -q ssh.service 2>/dev/null
+  else
+    in_host "$1" sh -c '[ -s /run/sshd.pid ] && kill -0 "$(cat /run/sshd.pid)"' 2>/dev/null
+  fi
+}
 
 start_sshd() { # name
   sshd_running "$1" && return 0
+  if is_machine "$1"; then
+    in_host "$1" systemctl start ssh.service </dev/null >/dev/null 2>&1 ||
+      die "sshd did not start on $1: $(in_host "$1" sh -c 'systemctl status --no-pager ssh.service; tail -5 /var/log/sshd.log' 2>&1)"
+    return 0
+  fi
   in_host "$1" sh -c 'rm -f /run/sshd.pid; /usr/sbin/sshd -E /var/log/sshd.log </dev/null >/dev/null 2>&1' ||
     die "sshd did not start on $1: $(in_host "$1" sh -c '/usr/sbin/sshd -t 2>&1; tail -5 /var/log/sshd.log' 2>&1)"
   wait_for sshd_running "$1" || die "sshd did not start on $1: $(in_host "$1" tail -5 /var/log/sshd.log 2>&1)"
 }
 
 stop_sshd() { # name: the listener and every session
+  ! is_machine "$1" || in_host "$1" systemctl stop ssh.service
   in_host "$1" sh -c '
     pkill -KILL -x sshd
     end=$(($(date +%s) + '"$WAIT"'))
@@ -264,6 +312,22 @@ stop_sshd() { # name: the listener and every session
       sleep 0.05
     done
     rm -f /run/sshd.pid'
+}
+
+# The host's netns, with eth0 on the lab bridge.
+net_host() { # name octet addr
+  local name=$1 o=$2 addr=$3
+  ip netns add "mr-$name"
+  ip link add "mrl$o" type veth peer name "mrp$o"
+  ip link set "mrp$o" netns "mr-$name"
+  ip -n "mr-$name" link set "mrp$o" name eth0
+  ip -n "mr-$name" link set eth0 address "$(mac_of "$o")"
+  ip -n "mr-$name" addr add "$addr/24" dev eth0
+  ip -n "mr-$name" link set eth0 up
+  ip -n "mr-$name" link set lo up
+  ip link set "mrl$o" master "$BR"
+  ip link set "mrl$o" up
+  ip neigh flush to "$addr" 2>/dev/null || true
 }
 
 # Network, PID 1, host key, root key, sshd settings, resolver.
@@ -278,17 +342,11 @@ up_host() { # name
   for ov in $OVERLAYS; do rm -rf "${d:?}/$ov.work"; done
   mkdir -p "$d"/{root,run,tmp}
   rm -f "$d/ready" "$d/anchor.pid" "$d/init.pid"
-  ip netns add "mr-$name"
-  ip link add "mrl$o" type veth peer name "mrp$o"
-  ip link set "mrp$o" netns "mr-$name"
-  ip -n "mr-$name" link set "mrp$o" name eth0
-  ip -n "mr-$name" link set eth0 address "$(mac_of "$o")"
-  ip -n "mr-$name" addr add "$addr/24" dev eth0
-  ip -n "mr-$name" link set eth0 up
-  ip -n "mr-$name" link set lo up
-  ip link set "mrl$o" master "$BR"
-  ip link set "mrl$o" up
-  ip neigh flush to "$addr" 2>/dev/null || true
+  net_host "$name" "$o" "$addr"
+  if is_machine "$name"; then
+    up_machine "$name"
+    return 0
+  fi
   init_script "$d" "$name" >"$d/init.sh"
   # Detached from the caller: own session, stdio to init.log, no lock fd.
   setsid ip netns exec "mr-$name" unshare --pid --fork --kill-child --uts --ipc --mount \
@@ -300,7 +358,13 @@ up_host() { # name
   p=$(awk '{print $1}' "/proc/$a/task/$a/children" 2>/dev/null) || true
   ours "$p" "$d" || die "host $name: no PID 1 under its anchor $a: $(cat "$d/init.log")"
   echo "$p" >"$d/init.pid"
-  in_host "$name" env NAME="$name" sh -c '
+  in_host "$name" env NAME="$name" sh -c "$IDENTITY"
+}
+
+# A host's own identity (run inside it, or chrooted into a machine's root
+# before it boots): a fresh host key, root's key, the lab's sshd settings,
+# its name, no resolver.
+IDENTITY='
     set -e
     rm -f /etc/ssh/ssh_host_*
     ssh-keygen -q -t ed25519 -N "" -C "host@$NAME" -f /etc/ssh/ssh_host_ed25519_key
@@ -312,7 +376,158 @@ up_host() { # name
     echo "SSHD_OPTS=\"-E /var/log/sshd.log\"" > /etc/default/ssh
     echo "$NAME" > /etc/hostname
     : > /etc/resolv.conf'
+
+
+# A machine: an overlay on its release's cached root file system
+# (rootfs.sh), its identity (and the mail role) written before it boots,
+# then systemd-nspawn boots it in its netns with systemd as PID 1. nspawn
+# starts from a cgroup of its own in every hierarchy (on a machine whose
+# PID 1 is not systemd, --keep-unit would otherwise put every machine's
+# payload in one cgroup at the root of the tree).
+up_machine() { # name
+  local name=$1 d rel cache fs
+  d=$(hostdir "$name")
+  rel=$(cat "$d/machine")
+  command -v systemd-nspawn >/dev/null ||
+    die "systemd-nspawn is missing (run scripts/setup.sh: apt-get install systemd-container debootstrap)"
+  cache=$(bash "$(dirname "$0")/rootfs.sh" path "$rel" 7>&- 8>&- 9>&-) || die "no root file system for $rel"
+  fs=$d/fs
+  mkdir -p "$d/upper" "$d/work" "$fs"
+  mountpoint -q "$fs" ||
+    mount -n -t overlay overlay -o "lowerdir=$cache,upperdir=$d/upper,workdir=$d/work" "$fs" ||
+    die "cannot mount an overlay for $name on $cache (does this kernel have overlayfs?)"
+  chroot "$fs" env NAME="$name" sh -c "$IDENTITY" 8>&- 9>&- || die "$name: cannot write its identity"
+  od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$fs/etc/machine-id"
+  echo >>"$fs/etc/machine-id"
+  if [ -f "$d/dovecot" ]; then
+    chroot "$fs" env NAME="$name" bash -c "$MAIL_MACHINE" 8>&- 9>&- || die "$name: cannot configure its mail server"
+  fi
+  setsid bash -c '
+    for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+      [ -f "$h/cgroup.procs" ] || continue
+      mkdir -p "$h/mailrun-lab/$1"
+      for f in cpuset.cpus cpuset.mems; do
+        [ -f "$h/$f" ] || continue
+        [ -s "$h/mailrun-lab/$f" ] || cat "$h/$f" > "$h/mailrun-lab/$f"
+        cat "$h/mailrun-lab/$f" > "$h/mailrun-lab/$1/$f"
+      done
+      echo $$ > "$h/mailrun-lab/$1/cgroup.procs"
+    done
+    exec systemd-nspawn -q -D"$2" -M "$1" --register=no --keep-unit -b \
+      --network-namespace-path="/run/netns/mr-$1" --console=passive --link-journal=no \
+      --resolv-conf=off --timezone=off' sh "$name" "$fs" </dev/null >"$d/nspawn.log" 2>&1 8>&- 9>&- &
+  echo $! >"$d/anchor.pid"
+  # PID 1 of the machine: nspawn's descendant that is PID 1 of its own PID
+  # namespace.
+  local a=$! p=
+  machine_pid1() {
+    local q c
+    for q in $(cat /proc/"$a"/task/*/children 2>/dev/null); do
+      for c in $q $(cat /proc/"$q"/task/*/children 2>/dev/null); do
+        if [ "$(awk '/^NSpid:/ {print $NF}' "/proc/$c/status" 2>/dev/null)" = 1 ]; then
+          p=$c
+          return 0
+        fi
+      done
+    done
+    return 1
+  }
+  wait_for machine_pid1 || die "machine $name did not start: $(tail -n 20 "$d/nspawn.log")"
+  ours "$p" "$d" || die "machine $name: its PID 1 ($p) is not on its root: $(tail -n 20 "$d/nspawn.log")"
+  echo "$p" >"$d/init.pid"
+  # Booted far enough to take commands and logins.
+  wait_for in_host "$name" sh -c 'systemctl is-active -q ssh.service' 2>/dev/null ||
+    die "machine $name did not boot: $(tail -n 20 "$d/nspawn.log"; in_host "$name" systemctl --failed --no-pager 2>&1)"
 }
+
+# The mail role on a machine, as each release's packages expect it (run
+# chrooted in the machine's root before it boots): Postfix takes mail for
+# every domain (virtual, delivered to Dovecot over LMTP), Dovecot with
+# passwd-file users (/etc/dovecot/users: user@domain, home
+# /var/vmail/DOMAIN/USER, uid 5000), Maildir, Sieve in LMTP, IMAP, POP3,
+# ManageSieve; Dovecot 2.3 syntax on Debian 12, 2.4 on Debian 13.
+MAIL_MACHINE='
+set -e
+getent group vmail >/dev/null || groupadd -g 5000 vmail
+id vmail >/dev/null 2>&1 || useradd -u 5000 -g 5000 -d /var/vmail -s /usr/sbin/nologin vmail
+mkdir -p /var/vmail && chown vmail:vmail /var/vmail
+touch /etc/dovecot/users && chown root:dovecot /etc/dovecot/users && chmod 640 /etc/dovecot/users
+sed -i -e "s/^!include auth-system.conf.ext/#!include auth-system.conf.ext/" /etc/dovecot/conf.d/10-auth.conf
+case $(dovecot --version) in
+  2.3.*)
+    sed -i -e "s/^#!include auth-passwdfile.conf.ext/!include auth-passwdfile.conf.ext/" /etc/dovecot/conf.d/10-auth.conf
+    cat > /etc/dovecot/local.conf <<CONF
+listen = *
+mail_location = maildir:~/Maildir
+namespace inbox {
+  separator = /
+}
+log_path = /var/log/dovecot.log
+protocol lmtp {
+  mail_plugins = \$mail_plugins sieve
+}
+service lmtp {
+  unix_listener /var/spool/postfix/private/dovecot-lmtp {
+    mode = 0600
+    user = postfix
+    group = postfix
+  }
+}
+CONF
+    ;;
+  *)
+    cat > /etc/dovecot/local.conf <<CONF
+listen = *
+mail_driver = maildir
+mail_path = ~/Maildir
+mail_home =
+mail_inbox_path =
+namespace inbox {
+  separator = /
+}
+passdb passwd-file {
+  passwd_file_path = /etc/dovecot/users
+}
+userdb passwd-file {
+  passwd_file_path = /etc/dovecot/users
+}
+log_path = /var/log/dovecot.log
+protocol lmtp {
+  # Virtual users are user@domain (Debian strips the domain by default).
+  auth_username_format = %{user | lower}
+  mail_plugins {
+    sieve = yes
+  }
+}
+sieve_script personal {
+  driver = file
+  path = ~/sieve
+  active_path = ~/.dovecot.sieve
+}
+service lmtp {
+  unix_listener /var/spool/postfix/private/dovecot-lmtp {
+    mode = 0600
+    user = postfix
+    group = postfix
+  }
+}
+CONF
+    ;;
+esac
+# Postfix: every domain but localhost is a virtual mailbox domain.
+echo "$NAME.lab" > /etc/mailname
+printf "!/^localhost\$/ OK\n" > /etc/postfix/virtual_domains
+postconf -e "myhostname = $NAME.lab" "mydestination = localhost" "inet_interfaces = all" \
+  "inet_protocols = ipv4" "mynetworks = 127.0.0.0/8" \
+  "virtual_mailbox_domains = regexp:/etc/postfix/virtual_domains" \
+  "virtual_transport = lmtp:unix:private/dovecot-lmtp" \
+  "message_size_limit = 104857600" "mailbox_size_limit = 0" \
+  "smtpd_banner = \$myhostname ESMTP" "maillog_file = /var/log/postfix.log"
+# Made before boot: Dovecot binds its LMTP socket in there.
+mkdir -p /var/spool/postfix/private
+chown postfix:root /var/spool/postfix/private 2>/dev/null || true
+chmod 700 /var/spool/postfix/private
+'
 
 # --password / --user / --admin / --root-login on a host that is up (sshd
 # not necessarily running).
@@ -372,6 +587,13 @@ configure_host() { # name password root_login admins users...
 # empty at first), Maildir under /var/vmail (uid 5000), Sieve, IMAP, LMTP,
 # ManageSieve; logs in /var/log/dovecot.log. Started with its stdio detached.
 setup_dovecot() { # name
+  if is_machine "$1"; then
+    # Configured before boot (MAIL_MACHINE); systemd starts both.
+    wait_for in_host "$1" sh -c 'systemctl is-active -q dovecot.service postfix.service && test -S /run/dovecot/auth-userdb &&
+      ss -ltnH "sport = :25" | grep -q . && ss -ltnH "sport = :143" | grep -q .' ||
+      die "dovecot or postfix did not start on $1: $(in_host "$1" sh -c 'systemctl --failed --no-pager; tail -n 5 /var/log/dovecot.log /var/log/postfix.log' 2>&1)"
+    return 0
+  fi
   [ -x /usr/sbin/dovecot ] || die "dovecot is not installed (run scripts/setup.sh)"
   in_host "$1" sh -c '
     set -e
@@ -412,10 +634,14 @@ each_parallel() { # message fn names...
 }
 
 cmd_up() {
-  local password="" users=() mesh=1 names=() dovecot=0 admins="" root_login="" n u
+  local password="" users=() mesh=1 names=() dovecot=0 admins="" root_login="" machine="" n u
   while [ $# -gt 0 ]; do
     case $1 in
       --dovecot) dovecot=1; shift ;;
+      --machine)
+        [ $# -ge 2 ] && [[ $2 =~ ^(bookworm|trixie|12|13)$ ]] || die "--machine wants bookworm or trixie (12 or 13)"
+        case $2 in 12) machine=bookworm ;; 13) machine=trixie ;; *) machine=$2 ;; esac
+        shift 2 ;;
       --admin)
         [ $# -ge 2 ] && [[ $2 =~ ^[a-z_][a-z0-9_-]{0,30}$ ]] || die "--admin wants a user name"
         admins="$admins $2"; shift 2 ;;
@@ -462,6 +688,9 @@ cmd_up() {
     local d
     d=$(hostdir "$n")
     mkdir -p "$d"
+    if [ -n "$machine" ]; then echo "$machine" >"$d/machine"; fi
+    # The mail role of a machine is written before it boots.
+    if [ $dovecot -eq 1 ]; then touch "$d/dovecot"; fi
     if [ -s "$d/octet" ] && grep -qxF "$LAB_DIR $n" "$GLOBAL/alloc/$(cat "$d/octet")" 2>/dev/null; then continue; fi
     alloc_octet "$n" >"$d/octet"
   done

@@ -10,6 +10,11 @@
 #                                     # Sieve scripts (one active)
 #   mail.sh deliver NAME USER SUBJECT # one message through dovecot-lda
 #                                     # (as the MTA would: Sieve runs)
+#   mail.sh smtp NAME USER SUBJECT [BYTES [MESSAGE-ID]]
+#                                     # one message by SMTP from the control
+#                                     # machine to the host's port 25 (its
+#                                     # Postfix, then LMTP to Dovecot: lab
+#                                     # machines); prints its Message-ID
 #   mail.sh bulk NAME USER COUNT      # COUNT messages (1-12 KB) written
 #                                     # into INBOX and Archive, then indexed:
 #                                     # a mailbox whose copy takes a while
@@ -17,7 +22,7 @@
 #                                     # Sieve scripts (name, active, sha256)
 set -euo pipefail
 LAB=$(dirname "$0")/lab.sh
-cmd=${1:?usage: mail.sh users|populate|bulk|deliver|snapshot NAME ...}
+cmd=${1:?usage: mail.sh users|populate|bulk|deliver|smtp|snapshot NAME ...}
 name=${2:?name a lab host}
 shift 2
 on() { bash "$LAB" exec "$name" "$@"; }
@@ -62,6 +67,38 @@ case $cmd in
     on env U="$u" S="$subject" sh -c '
       printf "From: late@example.net\nTo: %s\nSubject: %s\nMessage-ID: <late.%s@lab>\n\nDelivered by the MTA.\n" "$U" "$S" "$(date +%s%N)" |
         /usr/lib/dovecot/dovecot-lda -d "$U" -f late@example.net' ;;
+  smtp)
+    u=${1:?user}; subject=${2:?subject}
+    addr=$(bash "$LAB" addr "$name")
+    python3 - "$addr" "$u" "$subject" "${3:-0}" "${4:-}" <<'PY'
+import smtplib, sys, time, random
+from email.message import EmailMessage
+addr, user, subject, size, mid = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+mid = mid or "<smtp.%d.%d@lab>" % (time.time_ns(), random.randrange(1 << 30))
+m = EmailMessage()
+m["From"] = "sender@example.net"
+m["To"] = user
+m["Subject"] = subject
+m["Message-ID"] = mid
+body = "Sent by SMTP.\n"
+if size > 0:
+    line = "z" * 76 + "\n"
+    body += line * (size // len(line))
+m.set_content(body)
+for attempt in range(30):
+    try:
+        with smtplib.SMTP(addr, 25, timeout=60) as s:
+            refused = s.send_message(m)
+        break
+    except ConnectionRefusedError:
+        time.sleep(1)
+else:
+    sys.exit("mail.sh smtp: %s:25 refuses connections" % addr)
+if refused:
+    sys.exit("mail.sh smtp: refused %s" % refused)
+print(mid)
+PY
+    ;;
   bulk)
     u=${1:?user}; count=${2:?count}
     on env U="$u" N="$count" bash -c '
