@@ -64,6 +64,74 @@ impl Side {
     }
 }
 
+/// A Dovecot version (`dovecot --version`: "2.4.1-4 (7d8c0e5759)").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Version(pub(super) u32, pub(super) u32, pub(super) u32);
+
+impl Version {
+    pub(super) fn parse(text: &str) -> Option<Version> {
+        let word = text.split_whitespace().next()?;
+        let mut nums = word
+            .split(['.', '-'])
+            .map(|n| n.parse::<u32>().ok());
+        let major = nums.next()??;
+        let minor = nums.next()??;
+        let patch = nums.next().flatten().unwrap_or(0);
+        Some(Version(major, minor, patch))
+    }
+
+    /// Dovecot 2.4's rules: `dsync-server` without `-U`, `%{user}` in
+    /// `dsync_remote_cmd`, the 2.4 configuration syntax.
+    pub(super) fn is_2_4(self) -> bool {
+        self >= Version(2, 4, 0)
+    }
+
+    /// The versions whose doveadm mailrun speaks.
+    pub(super) fn supported(self) -> bool {
+        (Version(2, 3, 0)..Version(2, 5, 0)).contains(&self)
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// Each host's Dovecot version, read once per run.
+static VERSIONS: std::sync::Mutex<BTreeMap<String, Version>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+impl Side {
+    /// This side's Dovecot version (read once per run and host).
+    pub(super) async fn version(&self) -> Result<Version, String> {
+        let key = match &self.via {
+            Via::Direct(_) => self.name.clone(),
+            Via::Ssh { ssh, .. } => format!("{ssh} ({})", self.name),
+        };
+        if let Some(v) = VERSIONS.lock().ok().and_then(|m| m.get(&key).copied()) {
+            return Ok(v);
+        }
+        let out = self
+            .sh("dovecot --version", Some(Duration::from_secs(60)))
+            .await
+            .map_err(|e| format!("cannot ask {} for its Dovecot version: {e}", self.name))?;
+        let text = out.stdout_str();
+        let v = Version::parse(&text).filter(|_| out.rc == 0).ok_or_else(|| {
+            format!(
+                "cannot read the Dovecot version on {} (dovecot --version, rc {}): {}",
+                self.name,
+                out.rc,
+                last_lines(&format!("{text}\n{}", out.stderr_str()), 2)
+            )
+        })?;
+        if let Ok(mut m) = VERSIONS.lock() {
+            m.insert(key, v);
+        }
+        Ok(v)
+    }
+}
+
 /// The remote side of a transfer: how old's dsync reaches it and how the
 /// control machine asks it questions.
 pub(super) struct Remote {
@@ -72,6 +140,9 @@ pub(super) struct Remote {
     pub(super) login: String,
     pub(super) addr: String,
     pub(super) port: u16,
+    /// Dovecot on the source and on the remote (see `versions`).
+    pub(super) source_version: Version,
+    pub(super) version: Version,
 }
 
 impl Remote {
@@ -108,20 +179,47 @@ impl Remote {
             login: login.to_string(),
             addr,
             port,
+            source_version: Version(2, 3, 0),
+            version: Version(2, 3, 0),
         })
+    }
+
+    /// Reads both sides' Dovecot versions; a pair mailrun cannot move mail
+    /// between is refused, before anything is touched.
+    pub(super) async fn versions(&mut self, source: &Side) -> Result<(), String> {
+        let (a, b) = tokio::join!(source.version(), self.side.version());
+        let (a, b) = (a?, b?);
+        for (v, who) in [(a, &source.name), (b, &self.side.name)] {
+            if !v.supported() {
+                return Err(format!(
+                    "{who} runs Dovecot {v}: mailrun moves mail between Dovecot 2.3 and 2.4 only (either way); refused before anything was touched"
+                ));
+            }
+        }
+        self.source_version = a;
+        self.version = b;
+        Ok(())
     }
 
     /// doveadm's `-o dsync_remote_cmd=…`: never a prompt (BatchMode), a
     /// bounded connect, keepalives; over the task's shared connection when
     /// there is one (`mux`, a socket that a missing master makes ssh
-    /// ignore: it then connects on its own).
+    /// ignore: it then connects on its own). The source's doveadm expands
+    /// the user (`%u` in 2.3, `%{user}` in 2.4); the remote's
+    /// `dsync-server` takes `-U` in 2.3 and refuses it in 2.4.
     pub(super) fn dsync_remote_cmd(&self, mux: Option<&str>) -> String {
         let mux = match mux {
             Some(path) => format!(" -o ControlMaster=no -o ControlPath={path}"),
             None => String::new(),
         };
+        let user = if self.source_version.is_2_4() {
+            "%{user}"
+        } else {
+            "%u"
+        };
+        let flags = if self.version.is_2_4() { "" } else { " -U" };
         format!(
-            "dsync_remote_cmd=ssh {}{mux} -l%{{login}} %{{host}} doveadm dsync-server -u%u -U",
+            "dsync_remote_cmd=ssh {}{mux} -l%{{login}} %{{host}} doveadm dsync-server -u{user}{flags}",
             ssh_options(self.port)
         )
     }
@@ -602,6 +700,23 @@ mod tests {
     }
 
     #[test]
+    fn versions() {
+        assert_eq!(
+            Version::parse("2.4.1-4 (7d8c0e5759)\n"),
+            Some(Version(2, 4, 1))
+        );
+        assert_eq!(
+            Version::parse("2.3.19.1 (9b53102964)"),
+            Some(Version(2, 3, 19))
+        );
+        assert_eq!(Version::parse("2.4"), Some(Version(2, 4, 0)));
+        assert_eq!(Version::parse("dovecot: not found"), None);
+        assert!(Version(2, 4, 0).is_2_4() && !Version(2, 3, 21).is_2_4());
+        assert!(Version(2, 3, 4).supported() && Version(2, 4, 9).supported());
+        assert!(!Version(2, 2, 36).supported() && !Version(2, 5, 0).supported());
+    }
+
+    #[test]
     fn remote_command_never_prompts() {
         let r = Remote {
             side: Side {
@@ -612,10 +727,21 @@ mod tests {
             login: "root".into(),
             addr: "10.0.0.2".into(),
             port: 2222,
+            source_version: Version(2, 3, 19),
+            version: Version(2, 3, 19),
         };
         let c = r.dsync_remote_cmd(None);
         assert!(c.contains("BatchMode=yes") && c.contains("-p 2222"), "{c}");
         assert!(c.ends_with("doveadm dsync-server -u%u -U"));
+        // Dovecot 2.4 on the remote refuses -U; on the source it expands
+        // %{user}.
+        let mut r = r;
+        r.version = Version(2, 4, 1);
+        assert!(r.dsync_remote_cmd(None).ends_with("dsync-server -u%u"));
+        r.source_version = Version(2, 4, 1);
+        assert!(r.dsync_remote_cmd(None).ends_with("dsync-server -u%{user}"));
+        r.version = Version(2, 3, 19);
+        assert!(r.dsync_remote_cmd(None).ends_with("dsync-server -u%{user} -U"));
         assert_eq!(r.destination(), "remote:root@10.0.0.2");
         assert!(
             !valid_addr("-oProxyCommand=x") && !valid_addr("a b") && valid_addr("mx.example.org")

@@ -358,7 +358,7 @@ async fn reap_dsync_servers(remote: &Side, users: &[&str]) {
 pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
     let module = job.op.module();
     let source = Side::this(ctx);
-    let remote = match Remote::resolve(ctx, &job.remote, &job.remote_user) {
+    let mut remote = match Remote::resolve(ctx, &job.remote, &job.remote_user) {
         Ok(r) => r,
         Err(e) => return Ok(Outcome::failed(format!("{module}: {e}"))),
     };
@@ -367,6 +367,9 @@ pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
             "{module}: remote '{}' is this host: source and destination must differ",
             job.remote
         )));
+    }
+    if let Err(e) = remote.versions(&source).await {
+        return Ok(Outcome::failed(format!("{module}: {e}")));
     }
     let all = match dovecot::users(&source, job.user.as_deref(), job.users.as_deref()).await {
         Ok(u) => u,

@@ -122,11 +122,14 @@ impl Module for MailVerify {
             Err(e) => return Ok(super::arg_failure(e)),
         };
         let login = p.remote_user.unwrap_or_else(|| "root".into());
-        let remote = match Remote::resolve(ctx, &p.remote, &login) {
+        let mut remote = match Remote::resolve(ctx, &p.remote, &login) {
             Ok(r) => r,
             Err(e) => return Ok(Outcome::failed(format!("mail_verify: {e}"))),
         };
         let here = Side::this(ctx);
+        if let Err(e) = remote.versions(&here).await {
+            return Ok(Outcome::failed(format!("mail_verify: {e}")));
+        }
         let users = match dovecot::users(&here, p.user.as_deref(), p.users.as_deref()).await {
             Ok(u) => u,
             Err(e) => return Ok(Outcome::failed(format!("mail_verify: {e}"))),
