@@ -484,6 +484,124 @@ pub(super) async fn state(
     }
 }
 
+/// Compiles a user's Sieve scripts on a side with its own `sievec` (in a
+/// private temp dir, removed after): the scripts that do not compile, each
+/// with sievec's first error and the extension it names. No `sievec`
+/// there: nothing to say (Pigeonhole is not installed).
+pub(super) async fn sieve_compile(
+    side: &Side,
+    user: &str,
+    scripts: &[String],
+) -> Result<Vec<String>, String> {
+    let names: Vec<String> = scripts.iter().map(|n| quote(n).into_owned()).collect();
+    let script = format!(
+        r#"command -v sievec >/dev/null 2>&1 || {{ echo @nosievec; exit 0; }}
+d=$(mktemp -d /tmp/mailrun-sieve.XXXXXX) || exit 1
+trap 'rm -rf -- "$d"' EXIT
+i=0
+for n in {names}; do
+  i=$((i+1))
+  # doveadm prints the script under a "sieve script:" heading.
+  if ! doveadm sieve get -u {u} "$n" > "$d/get" 2>"$d/err"; then
+    echo "@get $i"; head -n 3 "$d/err"; continue
+  fi
+  sed '1{{/^sieve script:$/d;}}' "$d/get" > "$d/$i.sieve"
+  if sievec "$d/$i.sieve" "$d/$i.svbin" >"$d/err" 2>&1; then
+    echo "@ok $i"
+  else
+    echo "@bad $i"; grep -i error "$d/err" | head -n 5
+  fi
+done"#,
+        names = names.join(" "),
+        u = quote(user)
+    );
+    let out = side
+        .sh(&script, Some(Duration::from_secs(300)))
+        .await
+        .map_err(|e| format!("cannot compile the Sieve scripts on {}: {e}", side.name))?;
+    if out.rc != 0 {
+        return Err(format!(
+            "cannot compile the Sieve scripts on {} (rc {}): {}",
+            side.name,
+            out.rc,
+            last_lines(&out.stderr_str(), 2)
+        ));
+    }
+    Ok(parse_sieve_compile(&out.stdout_str(), scripts))
+}
+
+/// What `sieve_compile`'s script printed: the scripts that failed.
+fn parse_sieve_compile(text: &str, scripts: &[String]) -> Vec<String> {
+    let mut bad = Vec::new();
+    let mut current: Option<(String, bool, Vec<String>)> = None;
+    let flush = |c: Option<(String, bool, Vec<String>)>, bad: &mut Vec<String>| {
+        if let Some((name, compile, lines)) = c {
+            bad.push(sieve_failure(&name, compile, &lines));
+        }
+    };
+    for line in text.lines() {
+        if line == "@nosievec" {
+            return Vec::new();
+        }
+        let mut words = line.splitn(2, ' ');
+        let (tag, rest) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        if matches!(tag, "@ok" | "@bad" | "@get") {
+            flush(current.take(), &mut bad);
+            let name = rest
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| scripts.get(i.wrapping_sub(1)))
+                .cloned()
+                .unwrap_or_else(|| rest.to_string());
+            if tag != "@ok" {
+                current = Some((name, tag == "@bad", Vec::new()));
+            }
+        } else if let Some((_, _, lines)) = current.as_mut() {
+            lines.push(line.trim().to_string());
+        }
+    }
+    flush(current, &mut bad);
+    bad
+}
+
+fn sieve_failure(name: &str, compile: bool, lines: &[String]) -> String {
+    if !compile {
+        return format!(
+            "Sieve script '{name}' cannot be read ({})",
+            lines.join("; ")
+        );
+    }
+    // "…: line 1: error: require command: unknown Sieve capability 'imapflags'."
+    let exts: Vec<String> = lines
+        .iter()
+        .filter_map(|l| l.split("unknown Sieve capability ").nth(1))
+        .map(|e| {
+            e.trim_end_matches('.')
+                .trim_matches(|c| c == '\'' || c == '`')
+                .to_string()
+        })
+        .collect();
+    let first = lines
+        .iter()
+        .find(|l| !l.contains("validation failed") && !l.contains("Fatal"))
+        .map(|l| match l.find(": line ") {
+            Some(i) => l[i + 2..].to_string(),
+            None => l.clone(),
+        })
+        .unwrap_or_default();
+    if exts.is_empty() {
+        format!("Sieve script '{name}' does not compile: {first}")
+    } else {
+        format!(
+            "Sieve script '{name}' does not compile: it uses the extension {} (not available there: Pigeonhole 2.4 dropped notify, imapflags and vnd.dovecot.duplicate); {first}",
+            exts.iter()
+                .map(|e| format!("'{e}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
 /// The last `n` non-empty lines of `text`, joined with "; ".
 pub(super) fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text
@@ -697,6 +815,22 @@ mod tests {
         let mut edited = old.clone();
         edited.sieve.as_mut().unwrap()[0].sha256 = "other".into();
         assert!(old.sieve_texts_differ(&edited));
+    }
+
+    #[test]
+    fn sieve_compile_failures_name_the_extension() {
+        let scripts = vec!["filters".to_string(), "old flags".to_string(), "x".to_string()];
+        let out = "@ok 1\n@bad 2\n2: line 1: error: require command: unknown Sieve capability 'imapflags'.\n2: line 2: error: unknown command 'addflag' (only reported once at first occurrence).\n2: error: validation failed.\n@bad 3\n3: line 4: error: missing semicolon.\n";
+        let bad = parse_sieve_compile(out, &scripts);
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert!(bad[0].starts_with("Sieve script 'old flags' does not compile: it uses the extension 'imapflags'"), "{}", bad[0]);
+        assert!(bad[0].contains("line 1: error: require command"), "{}", bad[0]);
+        assert_eq!(bad[1], "Sieve script 'x' does not compile: line 4: error: missing semicolon.");
+        // 2.3 quotes with a backtick.
+        let b = parse_sieve_compile("@bad 1\nf: line 1: error: require command: unknown Sieve capability `notify'.\n", &scripts);
+        assert!(b[0].contains("extension 'notify'"), "{}", b[0]);
+        assert!(parse_sieve_compile("@nosievec\n", &scripts).is_empty());
+        assert!(parse_sieve_compile("@ok 1\n@ok 2\n", &scripts).is_empty());
     }
 
     #[test]

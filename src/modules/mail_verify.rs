@@ -34,6 +34,11 @@ struct Params {
     )]
     sieve: bool,
     #[serde(
+        default = "super::command::yes",
+        deserialize_with = "args::bool_lenient"
+    )]
+    sieve_compile: bool,
+    #[serde(
         default = "super::doveadm_backup::four",
         deserialize_with = "args::int_lenient"
     )]
@@ -54,7 +59,7 @@ impl Module for MailVerify {
     fn doc(&self) -> ModuleDoc {
         ModuleDoc {
             name: "mail_verify",
-            description: "Proves that `remote` holds all of this host's mail, per user and mailbox. It compares message counts and GUIDs (a message whose GUID differs is matched by Message-ID in the same mailbox), flags, and the Sieve scripts with their text and which one is active. Fails naming every missing mailbox, message and script. Mail only the remote has is fine. Changes nothing (runs in check mode too).",
+            description: "Proves that `remote` holds all of this host's mail, per user and mailbox. It compares message counts and GUIDs (a message whose GUID differs is matched by Message-ID in the same mailbox), flags, and the Sieve scripts with their text and which one is active, and compiles every Sieve script on the remote (its Pigeonhole may lack extensions this host has). Fails naming every missing mailbox, message and script, and every script that does not compile there. Mail only the remote has is fine. Changes nothing (runs in check mode too).",
             args: vec![
                 ArgSpec {
                     name: "remote",
@@ -97,6 +102,13 @@ impl Module for MailVerify {
                     required: false,
                     default: Some("true"),
                     description: "Compare Sieve scripts (text and which is active).",
+                },
+                ArgSpec {
+                    name: "sieve_compile",
+                    kind: "bool",
+                    required: false,
+                    default: Some("true"),
+                    description: "Compile every Sieve script on the remote with its own sievec (Pigeonhole 2.4 dropped the notify, imapflags and vnd.dovecot.duplicate extensions): a script that no longer compiles there is named, with the extension it uses, and fails the user, instead of being found at delivery.",
                 },
                 ArgSpec {
                     name: "parallel",
@@ -144,18 +156,36 @@ impl Module for MailVerify {
                 remote_side.clone(),
                 user.clone(),
             );
-            let (flags, sieve) = (p.flags, p.sieve);
+            let (flags, sieve, compile) = (p.flags, p.sieve, p.sieve && p.sieve_compile);
             tasks.spawn(async move {
                 let _permit = gate.acquire_owned().await.expect("never closed");
                 let (a, b) = tokio::join!(
                     dovecot::state(&here, &user, true, true, None),
                     dovecot::state(&there, &user, true, true, None)
                 );
-                (
-                    i,
-                    user,
-                    verify_one(a, b, &here.name, &there.name, flags, sieve),
-                )
+                let mut verdict = verify_one(a, b.clone(), &here.name, &there.name, flags, sieve);
+                // Every script on the remote must compile there.
+                let scripts: Vec<String> = match &b {
+                    Ok(st) if compile => st
+                        .sieve
+                        .iter()
+                        .flatten()
+                        .map(|s| s.name.clone())
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                if !scripts.is_empty() {
+                    let bad = match dovecot::sieve_compile(&there, &user, &scripts).await {
+                        Ok(bad) => bad,
+                        Err(e) => vec![e],
+                    };
+                    if !bad.is_empty() {
+                        let mut all = verdict.err().unwrap_or_default();
+                        all.extend(bad.into_iter().map(|b| format!("{b} on {}", there.name)));
+                        verdict = Err(all);
+                    }
+                }
+                (i, user, verdict)
             });
         }
         let mut results: Vec<Option<(String, Result<Value, Vec<String>>)>> =
