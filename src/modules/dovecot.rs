@@ -71,9 +71,7 @@ pub(super) struct Version(pub(super) u32, pub(super) u32, pub(super) u32);
 impl Version {
     pub(super) fn parse(text: &str) -> Option<Version> {
         let word = text.split_whitespace().next()?;
-        let mut nums = word
-            .split(['.', '-'])
-            .map(|n| n.parse::<u32>().ok());
+        let mut nums = word.split(['.', '-']).map(|n| n.parse::<u32>().ok());
         let major = nums.next()??;
         let minor = nums.next()??;
         let patch = nums.next().flatten().unwrap_or(0);
@@ -117,14 +115,16 @@ impl Side {
             .await
             .map_err(|e| format!("cannot ask {} for its Dovecot version: {e}", self.name))?;
         let text = out.stdout_str();
-        let v = Version::parse(&text).filter(|_| out.rc == 0).ok_or_else(|| {
-            format!(
-                "cannot read the Dovecot version on {} (dovecot --version, rc {}): {}",
-                self.name,
-                out.rc,
-                last_lines(&format!("{text}\n{}", out.stderr_str()), 2)
-            )
-        })?;
+        let v = Version::parse(&text)
+            .filter(|_| out.rc == 0)
+            .ok_or_else(|| {
+                format!(
+                    "cannot read the Dovecot version on {} (dovecot --version, rc {}): {}",
+                    self.name,
+                    out.rc,
+                    last_lines(&format!("{text}\n{}", out.stderr_str()), 2)
+                )
+            })?;
         if let Ok(mut m) = VERSIONS.lock() {
             m.insert(key, v);
         }
@@ -722,10 +722,21 @@ pub(super) fn missing_on(here: &MailState, there: &MailState, flags: bool) -> Ve
                     m.guid, m.mailbox
                 ));
             }
-            Some(t) if flags && t.flags != m.flags => out.push(format!(
-                "message {} in '{}' has flags '{}' there, '{}' here",
-                m.guid, m.mailbox, t.flags, m.flags
-            )),
+            // Flags set there since (the user's own, on the new server)
+            // are fine; every flag here must be there.
+            Some(t)
+                if flags
+                    && !m
+                        .flags
+                        .split(' ')
+                        .filter(|f| !f.is_empty())
+                        .all(|f| t.flags.split(' ').any(|g| g == f)) =>
+            {
+                out.push(format!(
+                    "message {} in '{}' has flags '{}' there, '{}' here",
+                    m.guid, m.mailbox, t.flags, m.flags
+                ))
+            }
             _ => {}
         }
     }
@@ -794,6 +805,12 @@ mod tests {
         assert!(miss.contains("has flags"), "{miss}");
         assert!(miss.contains("'main' is inactive there"), "{miss}");
         assert!(!missing_on(&old, &new, false).join("\n").contains("flags"));
+        // A flag only the remote has (set there since) is no loss.
+        let mut more = old.clone();
+        for m in more.messages.iter_mut().filter(|m| m.guid == "g1") {
+            m.flags = "\\Answered \\Flagged \\Seen".into();
+        }
+        assert!(missing_on(&old, &more, true).is_empty());
         // Same Message-ID under another GUID counts as there.
         let mut renamed = old.clone();
         for m in renamed.messages.iter_mut().filter(|m| m.guid == "g1") {
@@ -819,15 +836,35 @@ mod tests {
 
     #[test]
     fn sieve_compile_failures_name_the_extension() {
-        let scripts = vec!["filters".to_string(), "old flags".to_string(), "x".to_string()];
+        let scripts = vec![
+            "filters".to_string(),
+            "old flags".to_string(),
+            "x".to_string(),
+        ];
         let out = "@ok 1\n@bad 2\n2: line 1: error: require command: unknown Sieve capability 'imapflags'.\n2: line 2: error: unknown command 'addflag' (only reported once at first occurrence).\n2: error: validation failed.\n@bad 3\n3: line 4: error: missing semicolon.\n";
         let bad = parse_sieve_compile(out, &scripts);
         assert_eq!(bad.len(), 2, "{bad:?}");
-        assert!(bad[0].starts_with("Sieve script 'old flags' does not compile: it uses the extension 'imapflags'"), "{}", bad[0]);
-        assert!(bad[0].contains("line 1: error: require command"), "{}", bad[0]);
-        assert_eq!(bad[1], "Sieve script 'x' does not compile: line 4: error: missing semicolon.");
+        assert!(
+            bad[0].starts_with(
+                "Sieve script 'old flags' does not compile: it uses the extension 'imapflags'"
+            ),
+            "{}",
+            bad[0]
+        );
+        assert!(
+            bad[0].contains("line 1: error: require command"),
+            "{}",
+            bad[0]
+        );
+        assert_eq!(
+            bad[1],
+            "Sieve script 'x' does not compile: line 4: error: missing semicolon."
+        );
         // 2.3 quotes with a backtick.
-        let b = parse_sieve_compile("@bad 1\nf: line 1: error: require command: unknown Sieve capability `notify'.\n", &scripts);
+        let b = parse_sieve_compile(
+            "@bad 1\nf: line 1: error: require command: unknown Sieve capability `notify'.\n",
+            &scripts,
+        );
         assert!(b[0].contains("extension 'notify'"), "{}", b[0]);
         assert!(parse_sieve_compile("@nosievec\n", &scripts).is_empty());
         assert!(parse_sieve_compile("@ok 1\n@ok 2\n", &scripts).is_empty());
@@ -875,7 +912,9 @@ mod tests {
         r.source_version = Version(2, 4, 1);
         assert!(r.dsync_remote_cmd(None).ends_with("dsync-server -u%{user}"));
         r.version = Version(2, 3, 19);
-        assert!(r.dsync_remote_cmd(None).ends_with("dsync-server -u%{user} -U"));
+        assert!(r
+            .dsync_remote_cmd(None)
+            .ends_with("dsync-server -u%{user} -U"));
         assert_eq!(r.destination(), "remote:root@10.0.0.2");
         assert!(
             !valid_addr("-oProxyCommand=x") && !valid_addr("a b") && valid_addr("mx.example.org")

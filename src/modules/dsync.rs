@@ -7,7 +7,8 @@
 //! remote, divergence damage, and the source's own Dovecot being down fail
 //! without a retry; trust problems (host key, login) stop every user; the
 //! rest (remote down, remote Dovecot down, network) is retried with
-//! backoff; 67 no such user on the source (skipped, said so); 77/78
+//! backoff; 67 no such user on the source (skipped, said so); 73 the
+//! remote cannot store the user's mail (that user fails); 77/78
 //! permission/configuration (stop every user).
 
 use super::dovecot::{self, last_lines, MailState, Remote, Side, StateError};
@@ -157,6 +158,12 @@ pub(super) fn classify(rc: i32, stderr: &str, remote: &str, source: &str) -> Ver
                 137 => "SIGKILL",
                 _ => "SIGTERM",
             }
+        )),
+        // EX_CANTCREAT: the remote could not store the mail (a file
+        // system full or over its quota; Dovecot's own quota does not
+        // limit dsync): that user waits for the admin, the others go on.
+        73 => Verdict::FailUser(format!(
+            "{remote} could not store this user's mail (doveadm 73: disk full or over quota there): {tail}"
         )),
         124 => Verdict::Retry(format!("doveadm timed out: {tail}")),
         _ => Verdict::Retry(format!("doveadm {rc}: {tail}")),
@@ -982,6 +989,9 @@ mod tests {
             Verdict::Retry(_)
         ));
         assert!(matches!(c(124, ""), Verdict::Retry(_)));
+        assert!(
+            matches!(c(73, "Quota exceeded"), Verdict::FailUser(m) if m.contains("over quota"))
+        );
         // Killed from outside: the user waits for a rerun, not a retry.
         assert!(matches!(c(137, ""), Verdict::FailUser(m) if m.contains("SIGKILL")));
         assert!(matches!(c(143, ""), Verdict::FailUser(m) if m.contains("SIGTERM")));

@@ -1,5 +1,5 @@
 //! `mail_verify`: the migration's proof. Per user and mailbox, every message
-//! here (by GUID, else Message-ID) must be on `remote`, with the same flags,
+//! here (by GUID, else Message-ID) must be on `remote`, with its flags,
 //! and every Sieve script with the same text and the same active one.
 
 use super::args;
@@ -94,7 +94,7 @@ impl Module for MailVerify {
                     kind: "bool",
                     required: false,
                     default: Some("true"),
-                    description: "Compare flags too (\\Recent ignored).",
+                    description: "Compare flags too: every flag a message has here must be on the remote (flags set there since are fine; \\Recent ignored).",
                 },
                 ArgSpec {
                     name: "sieve",

@@ -463,8 +463,16 @@ namespace inbox {
   separator = /
 }
 log_path = /var/log/dovecot.log
+# Quota counted (limits per user from the userdb: mail.sh quota).
+mail_plugins = \$mail_plugins quota
 protocol lmtp {
   mail_plugins = \$mail_plugins sieve
+}
+plugin {
+  quota = count:User quota
+  quota_vsizes = yes
+  # Extensions an admin of 2.3 may have enabled (gone in Pigeonhole 2.4).
+  sieve_extensions = +notify +imapflags +vnd.dovecot.duplicate
 }
 service lmtp {
   unix_listener /var/spool/postfix/private/dovecot-lmtp {
@@ -492,6 +500,13 @@ userdb passwd-file {
   passwd_file_path = /etc/dovecot/users
 }
 log_path = /var/log/dovecot.log
+# Quota counted (limits per user from the userdb: mail.sh quota).
+mail_plugins {
+  quota = yes
+}
+quota "User quota" {
+  driver = count
+}
 protocol lmtp {
   # Virtual users are user@domain (Debian strips the domain by default).
   auth_username_format = %{user | lower}

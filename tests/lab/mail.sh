@@ -5,6 +5,7 @@
 #
 #   mail.sh users NAME USER...        # add users (password "secret") to
 #                                     # /etc/dovecot/users on host NAME
+#   mail.sh quota NAME USER SIZE      # a storage quota for USER (1M, 2G)
 #   mail.sh populate NAME USER...     # folders (nested, empty, non-ASCII),
 #                                     # messages with flags and sizes, two
 #                                     # Sieve scripts (one active)
@@ -36,6 +37,15 @@ case $cmd in
         dom=${U#*@}; local=${U%@*}
         printf "%s:%s:5000:5000::/var/vmail/%s/%s::\n" "$U" "$(doveadm pw -s SHA512-CRYPT -p secret)" "$dom" "$local" >> /etc/dovecot/users'
     done ;;
+  quota)
+    # A storage limit for USER from the userdb (2.3: quota_rule, 2.4:
+    # quota_storage_size), e.g. "mail.sh quota new bob@x 1M".
+    u=${1:?user}; size=${2:?size}
+    on env U="$u" Q="$size" sh -c '
+      set -e
+      case $(dovecot --version) in 2.3.*) f="userdb_quota_rule=*:storage=$Q" ;; *) f="userdb_quota_storage_size=$Q" ;; esac
+      awk -F: -v OFS=: -v u="$U" -v f="$f" "\$1 == u { \$8 = f } { print }" /etc/dovecot/users > /etc/dovecot/users.new
+      cat /etc/dovecot/users.new > /etc/dovecot/users && rm -f /etc/dovecot/users.new' ;;
   populate)
     for u in "$@"; do
       on env U="$u" bash -c '
