@@ -11,14 +11,16 @@ if ! command -v cargo >/dev/null 2>&1; then
   # Debian's toolchain may be older than mailrun's minimum (Rust 1.85).
   need_apt+=(cargo rustc)
 fi
-# The test lab: sshd (and Dovecot) hosts in network namespaces (tests/lab/lab.sh);
+# The test lab: sshd (and Dovecot) hosts in network namespaces (tests/lab/lab.sh),
+# and machines booted with systemd-nspawn from debootstrap's root file systems;
 # python3 and openssl for the plugin modules in modules/.
 for pkg_cmd in openssh-server:/usr/sbin/sshd openssh-client:/usr/bin/ssh iproute2:/sbin/ip \
                sudo:/usr/bin/sudo util-linux:/usr/bin/nsenter procps:/usr/bin/pkill \
                time:/usr/bin/time passwd:/usr/sbin/chpasswd openssl:/usr/bin/openssl \
                dovecot-core:/usr/sbin/dovecot dovecot-imapd:/usr/lib/dovecot/imap \
                dovecot-lmtpd:/usr/lib/dovecot/lmtp dovecot-sieve:/usr/bin/sievec \
-               dovecot-managesieved:/usr/lib/dovecot/managesieve; do
+               dovecot-managesieved:/usr/lib/dovecot/managesieve \
+               debootstrap:/usr/sbin/debootstrap systemd-container:/usr/bin/systemd-nspawn; do
   [ -x "${pkg_cmd#*:}" ] || need_apt+=("${pkg_cmd%%:*}")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -6,6 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --locked --bins
+# The lab machines' root file systems (Debian 12 and 13, tests/lab/rootfs.sh):
+# made once and cached, a one-time cost reported apart from the tests.
+start=$SECONDS
+bash tests/lab/rootfs.sh path bookworm >/dev/null &
+b=$!
+bash tests/lab/rootfs.sh path trixie >/dev/null
+wait "$b"
+echo "lab root file systems ready in $((SECONDS - start)) s"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

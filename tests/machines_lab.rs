@@ -1,0 +1,462 @@
+//! The migration a mail admin runs, on real machines: Debian root file
+//! systems booted with systemd-nspawn (tests/lab/rootfs.sh, lab.sh
+//! --machine), systemd as PID 1, Postfix delivering to Dovecot over LMTP.
+//! Debian 12 (Dovecot 2.3) to Debian 13 (Dovecot 2.4) is the main case;
+//! 12 → 12 and 13 → 13 too. Mail arrives by SMTP before and between the
+//! steps. Mail is compared with the lab's own snapshot (tests/lab/mail.sh),
+//! not with the module under test.
+
+mod support;
+
+use support::lab::{play, project, Lab};
+use support::mail::{guids, mail, result, snapshot};
+use support::{Project, Run};
+
+/// Two mail servers, old and new, each a machine of its release; mailrun
+/// logs in as the admin "mailadm" (sudo); root may not log in; the hosts
+/// do not trust each other yet.
+fn pair(old_rel: &str, new_rel: &str, old: &str, new: &str) -> Lab {
+    let opts = |rel: &'static str| {
+        vec![
+            "--machine",
+            rel,
+            "--dovecot",
+            "--no-mesh",
+            "--admin",
+            "mailadm",
+            "--root-login",
+            "no",
+        ]
+    };
+    let rel = |r: &str| -> &'static str {
+        if r == "bookworm" {
+            "bookworm"
+        } else {
+            "trixie"
+        }
+    };
+    let mut lab = Lab::up_with(&opts(rel(old_rel)), &[old]);
+    lab.add(&opts(rel(new_rel)), &[new]);
+    lab
+}
+
+/// An inventory of the pair as the migration expects it.
+fn inventory(lab: &Lab, old: &str, new: &str) -> Project {
+    let p = Project::new();
+    p.file(
+        "inv/hosts.ini",
+        &format!(
+            "[old]\n{old} ansible_host={} ansible_user=mailadm\n[new]\n{new} ansible_host={} ansible_user=mailadm\n",
+            lab.addr(old),
+            lab.addr(new)
+        ),
+    );
+    p.file("inv/group_vars/all.yml", "migrate_parallel: 2\n");
+    p
+}
+
+fn migrate(p: &Project, lab: &Lab, extra: &[&str]) -> Run {
+    let book = concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/migrate.yml");
+    let mut args = vec![book, "-i", "inv", "--output", "json", "--yes"];
+    args.extend(extra);
+    p.run_env(&args, &[("HOME", lab.home().to_str().unwrap())])
+}
+
+/// One message by SMTP to the host's Postfix; its Message-ID.
+fn smtp(lab: &Lab, host: &str, user: &str, subject: &str, bytes: usize) -> String {
+    mail(lab, "smtp", host, &[user, subject, &bytes.to_string()])
+        .trim()
+        .to_string()
+}
+
+/// Until Postfix on the host has delivered everything it took.
+fn delivered(lab: &Lab, host: &str) {
+    for _ in 0..600 {
+        if lab.sh(host, "postqueue -j 2>/dev/null | wc -l").trim() == "0" {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!(
+        "{host}'s Postfix did not deliver its queue: {}",
+        lab.sh(host, "postqueue -p; tail -n 20 /var/log/postfix.log")
+    );
+}
+
+/// The Message-IDs in a user's mailboxes on a host (every message once).
+fn message_ids(lab: &Lab, host: &str, user: &str) -> Vec<String> {
+    let mut ids: Vec<String> = lab
+        .sh(
+            host,
+            &format!("doveadm -f tab fetch -u {user} 'mailbox hdr.message-id' all | tail -n +2"),
+        )
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn port_open(addr: &str, port: u16) -> bool {
+    let sa: std::net::SocketAddr = format!("{addr}:{port}").parse().unwrap();
+    std::net::TcpStream::connect_timeout(&sa, std::time::Duration::from_secs(5)).is_ok()
+}
+
+/// Folders and flags beyond mail.sh populate: a name ending in '%', more
+/// non-ASCII names, keywords.
+fn odd_mail(lab: &Lab, host: &str, user: &str) {
+    lab.sh(
+        host,
+        &format!(
+            "set -e; u={user}
+             doveadm mailbox create -u $u -s 'Budget 100%' 'Ärger/日本語/Ελληνικά'
+             printf 'From: a@example.net\\nSubject: percent\\nMessage-ID: <pct.$u@lab>\\n\\nx\\n' | doveadm save -u $u -m 'Budget 100%'
+             printf 'From: a@example.net\\nSubject: greek\\nMessage-ID: <gr.$u@lab>\\n\\ny\\n' | doveadm save -u $u -m 'Ärger/日本語/Ελληνικά'
+             doveadm flags add -u $u 'Work $Important' mailbox INBOX uid 1
+             doveadm flags add -u $u '\\Deleted NonJunk' mailbox 'Budget 100%' all"
+        ),
+    );
+}
+
+#[test]
+fn migrate_debian12_to_debian13_with_smtp_in_two_sittings() {
+    let (old, new) = ("m12o", "m13n");
+    let lab = pair("bookworm", "trixie", old, new);
+    assert!(lab.sh(old, "dovecot --version").starts_with("2.3."));
+    assert!(lab.sh(new, "dovecot --version").starts_with("2.4."));
+    for h in [old, new] {
+        assert_eq!(lab.sh(h, "cat /proc/1/comm").trim(), "systemd", "{h}");
+    }
+    let users = ["alice@example.org", "bob@example.org", "dora@example.net"];
+    mail(&lab, "users", old, &users);
+    mail(&lab, "populate", old, &users);
+    odd_mail(&lab, old, "alice@example.org");
+    // Mail arrives by SMTP before the copy; one of 21 MB.
+    let mut sent = vec![
+        smtp(&lab, old, "alice@example.org", "by SMTP before", 0),
+        smtp(&lab, old, "bob@example.org", "a big one", 21 * 1024 * 1024),
+    ];
+    delivered(&lab, old);
+    lab.sh(old, "rm -rf /root/.ssh");
+    let p = inventory(&lab, old, new);
+
+    // First sitting: the preparation and the initial copy.
+    let r = migrate(&p, &lab, &["--tags", "prepare,copy"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    for u in users {
+        assert_eq!(snapshot(&lab, old, u), snapshot(&lab, new, u), "{u}");
+    }
+    let big = lab.sh(
+        new,
+        "doveadm -f tab fetch -u bob@example.org 'size.physical' mailbox INBOX all | sort -n | tail -n 1",
+    );
+    assert!(
+        big.trim().parse::<u64>().unwrap() > 20 * 1024 * 1024,
+        "{big}"
+    );
+    // Old still serves and takes mail.
+    assert!(port_open(lab.addr(old), 25) && port_open(lab.addr(old), 143));
+
+    // Between the sittings: more SMTP mail, and a flag changed on both
+    // sides (the user on old, and on new).
+    sent.push(smtp(
+        &lab,
+        old,
+        "alice@example.org",
+        "between the sittings",
+        0,
+    ));
+    sent.push(smtp(&lab, old, "dora@example.net", "also between", 0));
+    lab.sh(
+        old,
+        "doveadm flags add -u alice@example.org '\\Flagged' mailbox INBOX uid 4",
+    );
+    lab.sh(
+        new,
+        "doveadm flags add -u alice@example.org '\\Answered' mailbox INBOX uid 4",
+    );
+    // Sent just before the switch: still in old's queue or delivered; the
+    // switch drains the queue before Postfix stops.
+    sent.push(smtp(
+        &lab,
+        old,
+        "bob@example.org",
+        "right before the switch",
+        0,
+    ));
+
+    // Second sitting: the switch, the delta, the proof.
+    let r = migrate(&p, &lab, &["--skip-tags", "copy"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let verify = result(&r, "Prove that new has all of old's mail", old);
+    assert_eq!(verify["failed_users"], serde_json::json!([]), "{}", r.all());
+    for u in users {
+        let (o, n) = (snapshot(&lab, old, u), snapshot(&lab, new, u));
+        assert!(o.contains("Ünïcode/日本") && o.contains("Empty") && o.contains("ACTIVE"));
+        if u == "alice@example.org" {
+            assert!(o.contains("Budget 100%") && o.contains("Ελληνικά"), "{o}");
+            assert!(o.contains("$Important") && o.contains("NonJunk"), "{o}");
+            // Old's flag arrived; new's own stayed.
+            let flags4 = lab.sh(
+                new,
+                "doveadm -f tab fetch -u alice@example.org flags mailbox INBOX uid 4",
+            );
+            assert!(
+                flags4.contains("\\Flagged") && flags4.contains("\\Answered"),
+                "{flags4}"
+            );
+            assert_eq!(guids(&o), guids(&n), "{u}");
+        } else {
+            assert_eq!(o, n, "{u}");
+        }
+        // Every message once on new (nothing doubled), old's all there.
+        assert_eq!(message_ids(&lab, old, u), message_ids(&lab, new, u), "{u}");
+    }
+    let on_new: String = users
+        .iter()
+        .map(|u| message_ids(&lab, new, u).join("\n"))
+        .collect();
+    for id in &sent {
+        assert_eq!(on_new.matches(id.as_str()).count(), 1, "{id} on new");
+    }
+    // Old's Postfix is stopped and disabled: no SMTP; no IMAP either;
+    // doveadm still works there. New's Dovecot and Postfix run.
+    assert_eq!(
+        lab.sh(old, "systemctl is-active postfix || true").trim(),
+        "inactive"
+    );
+    assert_eq!(
+        lab.sh(old, "systemctl is-enabled postfix || true").trim(),
+        "disabled"
+    );
+    assert!(!port_open(lab.addr(old), 25));
+    assert!(!port_open(lab.addr(old), 143));
+    assert!(lab
+        .sh(old, "doveadm mailbox list -u alice@example.org")
+        .contains("INBOX"));
+    assert_eq!(
+        lab.sh(new, "systemctl is-active dovecot postfix").trim(),
+        "active\nactive"
+    );
+    // Root login on new is closed again.
+    assert!(lab.sh(new, "sshd -T").contains("permitrootlogin no"));
+    // New takes mail by SMTP now.
+    let id = smtp(&lab, new, "alice@example.org", "straight to new", 0);
+    delivered(&lab, new);
+    assert!(message_ids(&lab, new, "alice@example.org")
+        .join("\n")
+        .contains(&id));
+
+    // A second run ends without error and loses nothing.
+    let before_old: Vec<String> = users.iter().map(|u| snapshot(&lab, old, u)).collect();
+    let r = migrate(&p, &lab, &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    for (u, o) in users.iter().zip(&before_old) {
+        assert_eq!(&snapshot(&lab, old, u), o, "{u} on old");
+        let n = guids(&snapshot(&lab, new, u));
+        assert!(guids(o).iter().all(|g| n.contains(g)), "{u} on new");
+    }
+    assert!(message_ids(&lab, new, "alice@example.org")
+        .join("\n")
+        .contains(&id));
+    assert!(lab.sh(new, "sshd -T").contains("permitrootlogin no"));
+}
+
+/// 12 → 12 and 13 → 13, each through migrate.yml in one go.
+#[test]
+fn migrate_between_machines_of_one_release() {
+    for (rel, old, new) in [("bookworm", "s12o", "s12n"), ("trixie", "s13o", "s13n")] {
+        let lab = pair(rel, rel, old, new);
+        let users = ["erin@example.org", "fred@example.com"];
+        mail(&lab, "users", old, &users);
+        mail(&lab, "populate", old, &users);
+        odd_mail(&lab, old, users[0]);
+        let id = smtp(&lab, old, users[1], "by SMTP", 0);
+        lab.sh(old, "rm -rf /root/.ssh");
+        let p = inventory(&lab, old, new);
+        let r = migrate(&p, &lab, &[]);
+        assert_eq!(r.code, 0, "{rel}: {}", r.all());
+        for u in users {
+            assert_eq!(snapshot(&lab, old, u), snapshot(&lab, new, u), "{rel} {u}");
+        }
+        assert!(message_ids(&lab, new, users[1]).join("\n").contains(&id));
+        assert!(!port_open(lab.addr(old), 25), "{rel}");
+        assert!(!port_open(lab.addr(old), 143), "{rel}");
+        assert!(lab.sh(new, "sshd -T").contains("permitrootlogin no"));
+        // The file that closes old is one its Dovecot accepts.
+        let protocols = lab.sh(old, "doveconf -h protocols");
+        let want = if rel == "bookworm" { "none" } else { "" };
+        assert_eq!(protocols.trim(), want, "{rel}");
+        let r = migrate(&p, &lab, &[]);
+        assert_eq!(r.code, 0, "{rel} again: {}", r.all());
+        for u in users {
+            assert_eq!(
+                snapshot(&lab, old, u),
+                snapshot(&lab, new, u),
+                "{rel} {u} again"
+            );
+        }
+    }
+}
+
+/// The dsync cases admins meet, with doveadm_backup/doveadm_sync and
+/// mail_verify directly: mail arriving on old during the backup, a user
+/// over quota on new, a Sieve script that no longer compiles on Dovecot 2.4.
+#[test]
+fn dsync_cases_on_debian12_to_debian13() {
+    let (old, new) = ("d12o", "d13n");
+    let lab = Lab::up_with(&["--machine", "bookworm", "--dovecot"], &[old]);
+    let mut lab = lab;
+    lab.add(&["--machine", "trixie", "--dovecot"], &[new]);
+    let users = ["gina@example.org", "hank@example.org", "ivy@example.org"];
+    mail(&lab, "users", old, &users);
+    mail(&lab, "users", new, &users);
+    mail(&lab, "populate", old, &users);
+    mail(&lab, "bulk", old, &["gina@example.org", "3000"]);
+    // hank may store 1 MB on new; he has more.
+    mail(&lab, "quota", new, &["hank@example.org", "1M"]);
+    mail(&lab, "bulk", old, &["hank@example.org", "400"]);
+    // ivy's Sieve script uses imapflags (Pigeonhole 2.3 with it enabled).
+    lab.sh(
+        old,
+        "printf 'require [\"imapflags\"];\\naddflag \"\\\\\\\\Flagged\";\\n' | doveadm sieve put -u ivy@example.org flagger",
+    );
+    let p = project(&lab, "");
+    p.file(
+        "b.yml",
+        &format!(
+            "- hosts: {old}\n  tasks:\n    - name: backup\n      doveadm_backup:\n        remote: {new}\n        parallel: 3\n        ledger: {}/l.json\n    - name: verify\n      mail_verify:\n        remote: {new}\n        users: [hank@example.org, ivy@example.org]\n",
+            p.path().display()
+        ),
+    );
+    // Mail arrives by SMTP while gina's big mailbox is copied.
+    let real = lab.name(old);
+    let dir = lab.dir().to_path_buf();
+    let sender = std::thread::spawn(move || {
+        let mut ids = Vec::new();
+        for i in 0..15 {
+            let out = std::process::Command::new("bash")
+                .arg(Lab::script().with_file_name("mail.sh"))
+                .args(["smtp", &real, "gina@example.org"])
+                .arg(format!("during the backup {i}"))
+                .env("LAB_DIR", &dir)
+                .output()
+                .unwrap();
+            if out.status.success() {
+                ids.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(150));
+        }
+        ids
+    });
+    let r = play(&p, &lab, "b.yml", &[]);
+    let ids = sender.join().unwrap();
+    assert_eq!(ids.len(), 15, "every message sent");
+    // The backup itself: every user done (hank over quota too: Dovecot's
+    // quota does not limit dsync).
+    let res = result(&r, "backup", old);
+    assert_eq!(res["failed_users"], serde_json::json!([]), "{}", r.all());
+    // The proof fails only for ivy's script, named with its extension.
+    assert_eq!(r.code, 2, "{}", r.all());
+    let v = result(&r, "verify", old);
+    assert_eq!(
+        v["failed_users"],
+        serde_json::json!(["ivy@example.org"]),
+        "{}",
+        r.all()
+    );
+    let problems = v["users"]["ivy@example.org"]["problems"].to_string();
+    assert!(
+        problems.contains("'flagger' does not compile") && problems.contains("'imapflags'"),
+        "{problems}"
+    );
+    // What arrived during the backup comes with a one-way sync.
+    delivered(&lab, old);
+    p.file(
+        "s.yml",
+        &format!(
+            "- hosts: {old}\n  tasks:\n    - name: sync\n      doveadm_sync:\n        remote: {new}\n        user: gina@example.org\n        full: true\n    - name: verify\n      mail_verify:\n        remote: {new}\n        user: gina@example.org\n"
+        ),
+    );
+    let r = play(&p, &lab, "s.yml", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let on_new = message_ids(&lab, new, "gina@example.org").join("\n");
+    for id in &ids {
+        assert_eq!(on_new.matches(id.as_str()).count(), 1, "{id}");
+    }
+    assert_eq!(
+        message_ids(&lab, old, "gina@example.org"),
+        message_ids(&lab, new, "gina@example.org")
+    );
+    assert_eq!(
+        snapshot(&lab, old, "hank@example.org"),
+        snapshot(&lab, new, "hank@example.org")
+    );
+}
+
+/// The service module on systemd for real: every state, each twice (the
+/// second run `ok`), on a Debian 13 machine.
+#[test]
+fn service_module_on_systemd() {
+    let lab = Lab::up_with(&["--machine", "trixie"], &["svc13"]);
+    let h = "svc13";
+    // A unit of the test's own, where packages put theirs (one in
+    // /etc/systemd/system cannot be masked): a sleeper that reloads on HUP.
+    lab.sh(
+        h,
+        "cat > /usr/lib/systemd/system/mrtest.service <<'EOF'\n[Unit]\nDescription=mailrun test\n[Service]\nExecStart=/bin/sh -c 'trap \"\" HUP; exec sleep infinity'\nExecReload=/bin/kill -HUP $MAINPID\n[Install]\nWantedBy=multi-user.target\nEOF",
+    );
+    let p = project(&lab, "");
+    let state = |lab: &Lab| {
+        lab.sh(
+            h,
+            "echo $(systemctl is-active mrtest) $(systemctl is-enabled mrtest 2>/dev/null || true)",
+        )
+        .trim()
+        .to_string()
+    };
+    let steps: [(&str, &str); 9] = [
+        (
+            "name: mrtest\ndaemon_reload: true\nstate: started",
+            "active disabled",
+        ),
+        ("name: mrtest\nenabled: true", "active enabled"),
+        ("name: mrtest\nstate: reloaded", "active enabled"),
+        ("name: mrtest\nstate: restarted", "active enabled"),
+        ("name: mrtest\nstate: stopped", "inactive enabled"),
+        ("name: mrtest\nenabled: false", "inactive disabled"),
+        ("name: mrtest\nmasked: true", "inactive masked"),
+        ("name: mrtest\nmasked: false", "inactive disabled"),
+        (
+            "name: mrtest\nstate: started\nenabled: true",
+            "active enabled",
+        ),
+    ];
+    for (args, want) in steps {
+        let book = format!(
+            "- hosts: lab\n  tasks:\n    - name: t\n      systemd_service:\n{}",
+            args.lines()
+                .map(|l| format!("        {l}\n"))
+                .collect::<String>()
+        );
+        p.file("s.yml", &book);
+        let r = play(&p, &lab, "s.yml", &[]);
+        assert_eq!(r.code, 0, "{args}: {}", r.all());
+        let again_is_change = args.contains("reloaded") || args.contains("restarted");
+        assert_eq!(r.status("t", h), "changed", "{args}: {}", r.all());
+        assert_eq!(state(&lab), want, "{args}");
+        let r = play(&p, &lab, "s.yml", &[]);
+        assert_eq!(r.code, 0, "{args} again: {}", r.all());
+        let second = if again_is_change { "changed" } else { "ok" };
+        assert_eq!(r.status("t", h), second, "{args} again: {}", r.all());
+        assert_eq!(state(&lab), want, "{args} again");
+    }
+    // Check mode predicts and changes nothing.
+    p.file(
+        "s.yml",
+        "- hosts: lab\n  tasks:\n    - name: t\n      service: { name: mrtest, state: stopped }\n",
+    );
+    let r = play(&p, &lab, "s.yml", &["--check"]);
+    assert_eq!(r.status("t", h), "changed", "{}", r.all());
+    assert_eq!(state(&lab), "active enabled");
+}
