@@ -9,10 +9,17 @@
 # message, folder, flag and Sieve script of old (or the benchmark fails).
 # Prints wall time per variant and its speed-up over `backup -A`.
 #
-#   bash bench/migration-bench.sh [USERS [MSGS]]     # default 40 100
+#   bash bench/migration-bench.sh [--machines] [USERS [MSGS]]   # default 40 100
+#
+# --machines: old and new are lab machines (systemd-nspawn): old Debian 12
+# (Dovecot 2.3), new Debian 13 (Dovecot 2.4), the pair a mail admin moves
+# between. Making their root file systems (tests/lab/rootfs.sh, cached) is
+# a one-time cost, timed and printed apart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+machines=0
+if [ "${1:-}" = --machines ]; then machines=1; shift; fi
 users=${1:-40}
 msgs=${2:-100}
 [[ $users =~ ^[0-9]+$ && $msgs =~ ^[0-9]+$ && $users -ge 1 && $msgs -ge 3 ]] ||
@@ -31,7 +38,18 @@ lab() { bash "$root/tests/lab/lab.sh" "$@"; }
 
 old=mbold new=mbnew
 echo "bringing up $old and $new (Dovecot)…" >&2
-lab up --dovecot "$old" "$new" >/dev/null
+if [ $machines -eq 1 ]; then
+  t0=$SECONDS
+  bash tests/lab/rootfs.sh path bookworm >/dev/null
+  bash tests/lab/rootfs.sh path trixie >/dev/null
+  echo "root file systems ready in $((SECONDS - t0)) s (a one-time cost, not in the figures below)" >&2
+  lab up --machine bookworm --dovecot "$old" >/dev/null
+  lab up --machine trixie --dovecot "$new" >/dev/null
+else
+  lab up --dovecot "$old" "$new" >/dev/null
+fi
+old_version=$(lab exec "$old" dovecot --version | cut -d' ' -f1)
+new_version=$(lab exec "$new" dovecot --version | cut -d' ' -f1)
 new_addr=$(lab addr "$new")
 
 list=()
@@ -105,8 +123,13 @@ verify() { # what
   fi
 }
 # The plain run: doveadm's -A loop, with mailrun's ssh options.
+# (Dovecot 2.4's dsync-server refuses 2.3's -U.)
+flag_u=" -U"
+case $new_version in 2.3.*) ;; *) flag_u= ;; esac
+user_var=%u
+case $old_version in 2.3.*) ;; *) user_var=%{user} ;; esac
 plain() {
-  lab exec "$old" doveadm -o "dsync_remote_cmd=ssh -o BatchMode=yes -o ConnectTimeout=15 -o ServerAliveInterval=15 -l%{login} %{host} doveadm dsync-server -u%u -U" \
+  lab exec "$old" doveadm -o "dsync_remote_cmd=ssh -o BatchMode=yes -o ConnectTimeout=15 -o ServerAliveInterval=15 -l%{login} %{host} doveadm dsync-server -u$user_var$flag_u" \
     backup -A "remote:root@$new_addr"
 }
 timed() { # command...: prints seconds
@@ -120,7 +143,7 @@ timed() { # command...: prints seconds
 echo "warming up (one untimed backup -A)…" >&2
 empty_new; plain >/dev/null 2>&1 || true
 
-printf '%s\n' "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r), $(dpkg-query -W -f='dovecot ${Version}' dovecot-core 2>/dev/null)"
+printf '%s\n' "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r); old: Dovecot $old_version, new: Dovecot $new_version$([ $machines -eq 1 ] && echo ' (lab machines: Debian 12 -> 13)')"
 printf '%s\n' "$users users, $total messages"
 printf '%-26s %8s %9s\n' variant wall_s speedup
 empty_new
