@@ -460,3 +460,83 @@ fn service_module_on_systemd() {
     assert_eq!(r.status("t", h), "changed", "{}", r.all());
     assert_eq!(state(&lab), "active enabled");
 }
+
+/// Bad inputs on the machines: Dovecot stopped on new, then new
+/// unreachable. Each run ends with the users reported and old intact and
+/// still taking mail; the rerun with new back completes the migration.
+#[test]
+fn migration_with_new_broken_leaves_old_intact() {
+    let (old, new) = ("f12o", "f13n");
+    let lab = pair("bookworm", "trixie", old, new);
+    let users = ["jack@example.org", "kate@example.org"];
+    mail(&lab, "users", old, &users);
+    mail(&lab, "populate", old, &users);
+    let p = inventory(&lab, old, new);
+    p.file(
+        "inv/group_vars/all.yml",
+        "migrate_parallel: 2\nmigrate_user_timeout: 120\n",
+    );
+    let before: Vec<String> = users.iter().map(|u| snapshot(&lab, old, u)).collect();
+    let old_intact = |lab: &Lab, when: &str| {
+        for (u, b) in users.iter().zip(&before) {
+            assert_eq!(&snapshot(lab, old, u), b, "{u} on old {when}");
+        }
+        assert!(port_open(lab.addr(old), 25), "SMTP on old {when}");
+        assert!(port_open(lab.addr(old), 143), "IMAP on old {when}");
+        assert_eq!(
+            lab.sh(old, "systemctl is-active postfix dovecot").trim(),
+            "active\nactive",
+            "{when}"
+        );
+    };
+
+    // Dovecot stopped on new: the copy fails for every user, named.
+    lab.sh(new, "systemctl stop dovecot");
+    let r = migrate(&p, &lab, &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    let copy = result(
+        &r,
+        "Initial copy of all mail to new (doveadm backup)",
+        old,
+    );
+    assert_eq!(
+        copy["failed_users"],
+        serde_json::json!(users),
+        "{}",
+        r.all()
+    );
+    old_intact(&lab, "with Dovecot stopped on new");
+    // Root login on new is closed again after the failed copy.
+    assert!(lab.sh(new, "sshd -T").contains("permitrootlogin no"));
+
+    // New unreachable (its sshd down): new is reported unreachable, the
+    // copy on old refuses to start (it cannot ask new for its Dovecot
+    // version); exit 2 (a host failed wins over one unreachable, as
+    // ansible-playbook's), old intact.
+    lab.sh(new, "systemctl start dovecot");
+    lab.sshd_stop(new);
+    let r = migrate(&p, &lab, &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert_eq!(r.recap()["hosts"][new]["unreachable"], 1, "{}", r.all());
+    let copy = result(
+        &r,
+        "Initial copy of all mail to new (doveadm backup)",
+        old,
+    );
+    assert!(
+        copy["msg"].as_str().unwrap_or("").contains("unreachable"),
+        "{}",
+        r.all()
+    );
+    old_intact(&lab, "with new unreachable");
+
+    // New back: the rerun completes the migration.
+    lab.sshd_start(new);
+    let r = migrate(&p, &lab, &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    for (u, b) in users.iter().zip(&before) {
+        assert_eq!(&snapshot(&lab, new, u), b, "{u} on new");
+    }
+    assert!(!port_open(lab.addr(old), 25));
+    assert!(lab.sh(new, "sshd -T").contains("permitrootlogin no"));
+}
