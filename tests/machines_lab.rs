@@ -494,11 +494,7 @@ fn migration_with_new_broken_leaves_old_intact() {
     lab.sh(new, "systemctl stop dovecot");
     let r = migrate(&p, &lab, &[]);
     assert_eq!(r.code, 2, "{}", r.all());
-    let copy = result(
-        &r,
-        "Initial copy of all mail to new (doveadm backup)",
-        old,
-    );
+    let copy = result(&r, "Initial copy of all mail to new (doveadm backup)", old);
     assert_eq!(
         copy["failed_users"],
         serde_json::json!(users),
@@ -518,11 +514,7 @@ fn migration_with_new_broken_leaves_old_intact() {
     let r = migrate(&p, &lab, &[]);
     assert_eq!(r.code, 2, "{}", r.all());
     assert_eq!(r.recap()["hosts"][new]["unreachable"], 1, "{}", r.all());
-    let copy = result(
-        &r,
-        "Initial copy of all mail to new (doveadm backup)",
-        old,
-    );
+    let copy = result(&r, "Initial copy of all mail to new (doveadm backup)", old);
     assert!(
         copy["msg"].as_str().unwrap_or("").contains("unreachable"),
         "{}",
