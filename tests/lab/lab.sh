@@ -474,13 +474,6 @@ plugin {
   # Extensions an admin of 2.3 may have enabled (gone in Pigeonhole 2.4).
   sieve_extensions = +notify +imapflags +vnd.dovecot.duplicate
 }
-service lmtp {
-  unix_listener /var/spool/postfix/private/dovecot-lmtp {
-    mode = 0600
-    user = postfix
-    group = postfix
-  }
-}
 CONF
     ;;
   *)
@@ -519,6 +512,11 @@ sieve_script personal {
   path = ~/sieve
   active_path = ~/.dovecot.sieve
 }
+CONF
+    ;;
+esac
+# The same in both: LMTP for Postfix, inside its chroot.
+cat >> /etc/dovecot/local.conf <<CONF
 service lmtp {
   unix_listener /var/spool/postfix/private/dovecot-lmtp {
     mode = 0600
@@ -527,8 +525,6 @@ service lmtp {
   }
 }
 CONF
-    ;;
-esac
 # Postfix: every domain but localhost is a virtual mailbox domain.
 echo "$NAME.lab" > /etc/mailname
 printf "!/^localhost\$/ OK\n" > /etc/postfix/virtual_domains
