@@ -140,6 +140,12 @@ fn migrate_debian12_to_debian13_with_smtp_in_two_sittings() {
     lab.sh(old, "rm -rf /root/.ssh");
     let p = inventory(&lab, old, new);
 
+    // Check mode: the whole migration predicted, nothing touched.
+    let r = migrate(&p, &lab, &["--check"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(lab.sh(new, "cat /etc/dovecot/users"), "");
+    assert!(port_open(lab.addr(old), 25));
+
     // First sitting: the preparation and the initial copy.
     let r = migrate(&p, &lab, &["--tags", "prepare,copy"]);
     assert_eq!(r.code, 0, "{}", r.all());
@@ -184,10 +190,31 @@ fn migrate_debian12_to_debian13_with_smtp_in_two_sittings() {
         "right before the switch",
         0,
     ));
+    // Mail for a user old does not have (Postfix takes it, LMTP refuses
+    // it, Postfix bounces it), and outbound mail that stays deferred in
+    // old's queue: neither may hold up the switch.
+    smtp(&lab, old, "nobody@example.org", "no such user", 0);
+    lab.sh(
+        old,
+        "printf 'Subject: outbound\n\nx\n' | sendmail -f alice@example.org someone@elsewhere.example",
+    );
 
     // Second sitting: the switch, the delta, the proof.
     let r = migrate(&p, &lab, &["--skip-tags", "copy"]);
     assert_eq!(r.code, 0, "{}", r.all());
+    let drained = result(
+        &r,
+        "Old's Postfix takes no more SMTP and delivers what it has queued",
+        old,
+    );
+    assert!(
+        drained["stdout"]
+            .as_str()
+            .unwrap_or("")
+            .contains("1 message(s) for other places stay in old's queue"),
+        "{}",
+        r.all()
+    );
     let verify = result(&r, "Prove that new has all of old's mail", old);
     assert_eq!(verify["failed_users"], serde_json::json!([]), "{}", r.all());
     for u in users {

@@ -525,9 +525,11 @@ service lmtp {
   }
 }
 CONF
-# Postfix: every domain but localhost is a virtual mailbox domain.
+# Postfix: every domain but localhost and elsewhere.example is a virtual
+# mailbox domain (mail to elsewhere.example goes out by SMTP: with no DNS in
+# the lab it stays deferred, as outbound mail may on a real server).
 echo "$NAME.lab" > /etc/mailname
-printf "!/^localhost\$/ OK\n" > /etc/postfix/virtual_domains
+printf "!/^(localhost|elsewhere[.]example)\$/ OK\n" > /etc/postfix/virtual_domains
 postconf -e "myhostname = $NAME.lab" "mydestination = localhost" "inet_interfaces = all" \
   "inet_protocols = ipv4" "mynetworks = 127.0.0.0/8" \
   "virtual_mailbox_domains = regexp:/etc/postfix/virtual_domains" \
