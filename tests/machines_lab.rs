@@ -559,3 +559,47 @@ fn migration_with_new_broken_leaves_old_intact() {
     assert!(!port_open(lab.addr(old), 25));
     assert!(lab.sh(new, "sshd -T").contains("permitrootlogin no"));
 }
+
+/// A machine is a real booted system with its own identity, and leaves
+/// nothing behind on this machine once its lab is down: no process, no
+/// mount, no cgroup, no nspawn state.
+#[test]
+fn a_machine_boots_and_leaves_nothing_behind() {
+    let lab = Lab::up_with(&["--machine", "bookworm"], &["bare12"]);
+    let h = "bare12";
+    let real = lab.name(h);
+    assert_eq!(lab.sh(h, "cat /proc/1/comm").trim(), "systemd");
+    assert_eq!(lab.sh(h, "hostname").trim(), real);
+    assert!(lab.sh(h, "cat /etc/debian_version").starts_with("12."));
+    assert_eq!(
+        lab.sh(h, "systemctl is-system-running || true").trim(),
+        "running"
+    );
+    // OpenSSH's client logs in with the control key and the lab's
+    // known_hosts (strict): the host key is the machine's own.
+    let out = lab.ssh(h, "cat /etc/ssh/ssh_host_ed25519_key.pub");
+    assert!(out.status.success(), "{out:?}");
+    let key = String::from_utf8_lossy(&out.stdout).to_string();
+    let mine = std::fs::read_to_string("/etc/ssh/ssh_host_ed25519_key.pub").unwrap_or_default();
+    assert!(!mine.is_empty() && key.split(' ').nth(1) != mine.split(' ').nth(1));
+    let dir = lab.dir().to_path_buf();
+    drop(lab);
+    let dir = dir.to_string_lossy().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&dir), "a mount of {dir} is left");
+    for entry in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let cg = entry.path().join("mailrun-lab").join(&real);
+        assert!(!cg.exists(), "{} is left", cg.display());
+    }
+    assert!(!std::path::Path::new("/run/systemd/nspawn/propagate")
+        .join(&real)
+        .exists());
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&cmd).contains(&dir),
+            "process {} of the lab is left",
+            p.path().display()
+        );
+    }
+}

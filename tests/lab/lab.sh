@@ -438,6 +438,14 @@ up_machine() { # name
   # Booted far enough to take commands and logins.
   wait_for in_host "$name" sh -c 'systemctl is-active -q ssh.service' 2>/dev/null ||
     die "machine $name did not boot: $(tail -n 20 "$d/nspawn.log"; in_host "$name" systemctl --failed --no-pager 2>&1)"
+  # And until its boot has finished (every unit started or failed).
+  local state
+  state=$(in_host "$name" timeout "$WAIT" systemctl is-system-running --wait 2>/dev/null) || true
+  case $state in
+    running) ;;
+    degraded) echo "lab: $name booted with failed units: $(in_host "$name" systemctl --failed --no-legend --plain --no-pager 2>&1 | tr '\n' ' ')" >&2 ;;
+    *) die "machine $name did not finish booting ($state): $(in_host "$name" systemctl list-jobs --no-pager 2>&1 | tail -n 5)" ;;
+  esac
 }
 
 # The mail role on a machine, as each release's packages expect it (run
