@@ -63,7 +63,7 @@ impl Module for DoveadmSync {
         });
         ModuleDoc {
             name: "doveadm_sync",
-            description: "Carries every user's mail changes from this host to `remote` with `doveadm sync`, one-way (-1) by default: the delta pass of a migration. `full: true` adds -f and compares every message. Same users, parallelism, shared ssh connection, exit-code policy, ledger and per-user results as doveadm_backup. Runs on the source, as root (become).",
+            description: "Carries every user's mail changes from this host to `remote` with `doveadm sync`, one-way (-1) by default: the delta pass of a migration. `full: true` adds -f and compares every message. Same users, parallelism, shared ssh connection, Dovecot 2.3/2.4 handling, exit-code policy, ledger and per-user results as doveadm_backup. Runs on the source, as root (become).",
             args,
             check_mode: true,
             example: "- name: Final one-way full pass\n  doveadm_sync:\n    remote: new.example.org\n    full: true\n  become: true\n",
