@@ -533,8 +533,8 @@ fn migration_with_new_broken_leaves_old_intact() {
     assert!(lab.sh(new, "sshd -T").contains("permitrootlogin no"));
 
     // New unreachable (its sshd down): new is reported unreachable, the
-    // copy on old refuses to start (it cannot ask new for its Dovecot
-    // version); exit 2 (a host failed wins over one unreachable, as
+    // copy on old starts no user (it cannot ask new for its Dovecot
+    // version) and reports each; exit 2 (a host failed wins over one unreachable, as
     // ansible-playbook's), old intact.
     lab.sh(new, "systemctl start dovecot");
     lab.sshd_stop(new);
@@ -547,6 +547,8 @@ fn migration_with_new_broken_leaves_old_intact() {
         "{}",
         r.all()
     );
+    // Every user reported (not run: the ledger has them for the rerun).
+    assert_eq!(copy["not_run"], serde_json::json!(users), "{}", r.all());
     old_intact(&lab, "with new unreachable");
 
     // New back: the rerun completes the migration.

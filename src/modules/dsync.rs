@@ -375,9 +375,9 @@ pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
             job.remote
         )));
     }
-    if let Err(e) = remote.versions(&source).await {
-        return Ok(Outcome::failed(format!("{module}: {e}")));
-    }
+    // Both versions first; if they cannot be read (the remote down) or the
+    // pair is refused, no user starts and each is reported as not run.
+    let version_error = remote.versions(&source).await.err();
     let all = match dovecot::users(&source, job.user.as_deref(), job.users.as_deref()).await {
         Ok(u) => u,
         Err(e) => return Ok(Outcome::failed(format!("{module}: {e}"))),
@@ -406,14 +406,14 @@ pub(super) async fn run(ctx: &Context, job: Job) -> Result<Outcome, ConnError> {
     }
 
     // One ssh connection from this host to the remote, shared by the users.
-    let mux = Arc::new(if ctx.check || todo.is_empty() {
+    let mux = Arc::new(if ctx.check || todo.is_empty() || version_error.is_some() {
         Mux::none()
     } else {
         Mux::open(&source, &remote).await
     });
 
     let ledger = Arc::new(Mutex::new(ledger));
-    let stop: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let stop: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(version_error));
     let running: Arc<Mutex<BTreeMap<String, ()>>> = Arc::new(Mutex::new(BTreeMap::new()));
     let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let gate = Arc::new(tokio::sync::Semaphore::new(job.parallel.clamp(1, 8)));
