@@ -8,9 +8,9 @@
 
 mod support;
 
-use support::lab::{play, project, Lab};
+use support::lab::{migrate, play, port_open, project, Lab};
 use support::mail::{guids, mail, result, snapshot};
-use support::{Project, Run};
+use support::Project;
 
 /// Two mail servers, old and new, each a machine of its release; mailrun
 /// logs in as the admin "mailadm" (sudo); root may not log in; the hosts
@@ -55,13 +55,6 @@ fn inventory(lab: &Lab, old: &str, new: &str) -> Project {
     p
 }
 
-fn migrate(p: &Project, lab: &Lab, extra: &[&str]) -> Run {
-    let book = concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/migrate.yml");
-    let mut args = vec![book, "-i", "inv", "--output", "json", "--yes"];
-    args.extend(extra);
-    p.run_env(&args, &[("HOME", lab.home().to_str().unwrap())])
-}
-
 /// One message by SMTP to the host's Postfix; its Message-ID.
 fn smtp(lab: &Lab, host: &str, user: &str, subject: &str, bytes: usize) -> String {
     mail(lab, "smtp", host, &[user, subject, &bytes.to_string()])
@@ -95,11 +88,6 @@ fn message_ids(lab: &Lab, host: &str, user: &str) -> Vec<String> {
         .collect();
     ids.sort();
     ids
-}
-
-fn port_open(addr: &str, port: u16) -> bool {
-    let sa: std::net::SocketAddr = format!("{addr}:{port}").parse().unwrap();
-    std::net::TcpStream::connect_timeout(&sa, std::time::Duration::from_secs(5)).is_ok()
 }
 
 /// Folders and flags beyond mail.sh populate: a name ending in '%', more

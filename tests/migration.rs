@@ -7,7 +7,7 @@
 mod support;
 
 use serde_json::Value;
-use support::lab::{play, project, Lab};
+use support::lab::{migrate, play, port_open, project, Lab};
 use support::mail::{guids, mail, result, snapshot};
 use support::{Project, Run};
 
@@ -234,19 +234,6 @@ fn dsync_policy_ledger_refusal_and_verify() {
             "{u}: {old:?} vs {new:?}"
         );
     }
-}
-
-/// Runs playbooks/migrate.yml (the project's own) against the lab.
-fn migrate(p: &Project, lab: &Lab, extra: &[&str]) -> Run {
-    let book = concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/migrate.yml");
-    let mut args = vec![book, "-i", "inv", "--output", "json", "--yes"];
-    args.extend(extra);
-    p.run_env(&args, &[("HOME", lab.home().to_str().unwrap())])
-}
-
-fn port_open(addr: &str, port: u16) -> bool {
-    let sa: std::net::SocketAddr = format!("{addr}:{port}").parse().unwrap();
-    std::net::TcpStream::connect_timeout(&sa, std::time::Duration::from_secs(5)).is_ok()
 }
 
 #[test]

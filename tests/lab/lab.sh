@@ -400,7 +400,8 @@ up_machine() { # name
   od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$fs/etc/machine-id"
   echo >>"$fs/etc/machine-id"
   if [ -f "$d/dovecot" ]; then
-    chroot "$fs" env NAME="$name" bash -c "$MAIL_MACHINE" 8>&- 9>&- || die "$name: cannot configure its mail server"
+    chroot "$fs" sh -c "set -e; $VMAIL" 8>&- 9>&- &&
+      chroot "$fs" env NAME="$name" bash -c "$MAIL_MACHINE" 8>&- 9>&- || die "$name: cannot configure its mail server"
   fi
   setsid bash -c '
     for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
@@ -456,10 +457,6 @@ up_machine() { # name
 # ManageSieve; Dovecot 2.3 syntax on Debian 12, 2.4 on Debian 13.
 MAIL_MACHINE='
 set -e
-getent group vmail >/dev/null || groupadd -g 5000 vmail
-id vmail >/dev/null 2>&1 || useradd -u 5000 -g 5000 -d /var/vmail -s /usr/sbin/nologin vmail
-mkdir -p /var/vmail && chown vmail:vmail /var/vmail
-touch /etc/dovecot/users && chown root:dovecot /etc/dovecot/users && chmod 640 /etc/dovecot/users
 sed -i -e "s/^!include auth-system.conf.ext/#!include auth-system.conf.ext/" /etc/dovecot/conf.d/10-auth.conf
 case $(dovecot --version) in
   2.3.*)
@@ -604,6 +601,13 @@ configure_host() { # name password root_login admins users...
   done
 }
 
+# The mail store's owner (vmail, uid 5000) and an empty users file, on a
+# namespace host and on a machine alike.
+VMAIL='getent group vmail >/dev/null || groupadd -g 5000 vmail
+id vmail >/dev/null 2>&1 || useradd -u 5000 -g 5000 -d /var/vmail -s /usr/sbin/nologin vmail
+mkdir -p /var/vmail && chown vmail:vmail /var/vmail
+touch /etc/dovecot/users && chown root:dovecot /etc/dovecot/users && chmod 640 /etc/dovecot/users'
+
 # Dovecot as on a Debian mail server: passwd-file users (/etc/dovecot/users,
 # empty at first), Maildir under /var/vmail (uid 5000), Sieve, IMAP, LMTP,
 # ManageSieve; logs in /var/log/dovecot.log. Started with its stdio detached.
@@ -616,12 +620,9 @@ setup_dovecot() { # name
     return 0
   fi
   [ -x /usr/sbin/dovecot ] || die "dovecot is not installed (run scripts/setup.sh)"
+  in_host "$1" sh -c "set -e; $VMAIL"
   in_host "$1" sh -c '
     set -e
-    getent group vmail >/dev/null || groupadd -g 5000 vmail
-    id vmail >/dev/null 2>&1 || useradd -u 5000 -g 5000 -d /var/vmail -s /usr/sbin/nologin vmail
-    mkdir -p /var/vmail && chown vmail:vmail /var/vmail
-    touch /etc/dovecot/users && chown root:dovecot /etc/dovecot/users && chmod 640 /etc/dovecot/users
     sed -i -e "s/^!include auth-system.conf.ext/#!include auth-system.conf.ext/" \
            -e "s/^#!include auth-passwdfile.conf.ext/!include auth-passwdfile.conf.ext/" /etc/dovecot/conf.d/10-auth.conf
     cat > /etc/dovecot/local.conf <<CONF

@@ -341,3 +341,18 @@ pub fn sum_changed(r: &Run) -> u64 {
         .map(|h| h.values().map(|s| s["changed"].as_u64().unwrap_or(0)).sum())
         .unwrap_or(u64::MAX)
 }
+
+/// Runs playbooks/migrate.yml (the project's own) on the project's `inv`
+/// inventory, with `--yes` and JSON output.
+pub fn migrate(p: &Project, lab: &Lab, extra: &[&str]) -> Run {
+    let book = concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/migrate.yml");
+    let mut args = vec![book, "-i", "inv", "--output", "json", "--yes"];
+    args.extend(extra);
+    p.run_env(&args, &[("HOME", lab.home().to_str().unwrap())])
+}
+
+/// Whether ADDR:PORT takes a TCP connection (5 s).
+pub fn port_open(addr: &str, port: u16) -> bool {
+    let sa: std::net::SocketAddr = format!("{addr}:{port}").parse().unwrap();
+    std::net::TcpStream::connect_timeout(&sa, std::time::Duration::from_secs(5)).is_ok()
+}
