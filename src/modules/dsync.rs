@@ -165,9 +165,25 @@ pub(super) fn classify(rc: i32, stderr: &str, remote: &str, source: &str) -> Ver
         73 => Verdict::FailUser(format!(
             "{remote} could not store this user's mail (doveadm 73: disk full or over quota there): {tail}"
         )),
+        // A dsync of this user still holds the mailbox's lock: usually the
+        // remote's dsync-server of a connection that was lost (its sshd
+        // has not noticed yet, and may not for a long time).
+        _ if has("for dsyncing") && has("lock held by pid") => Verdict::Retry(format!(
+            "another dsync of this user still holds its mailbox lock (pid {}; after a lost connection it is often the remote's old dsync-server, which may linger until its sshd notices: end it, then run again): {tail}",
+            lock_holder(stderr).unwrap_or("?")
+        )),
         124 => Verdict::Retry(format!("doveadm timed out: {tail}")),
         _ => Verdict::Retry(format!("doveadm {rc}: {tail}")),
     }
+}
+
+/// The pid in doveadm's "WRITE lock held by pid N".
+fn lock_holder(stderr: &str) -> Option<&str> {
+    let rest = stderr.split("lock held by pid ").nth(1)?;
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
 }
 
 /// The dsync command for one user.
@@ -992,6 +1008,10 @@ mod tests {
         assert!(
             matches!(c(73, "Quota exceeded"), Verdict::FailUser(m) if m.contains("over quota"))
         );
+        assert!(matches!(
+            c(75, "Error: Failed to lock mailbox Archive for dsyncing: file_create_locked(/x/.dovecot-box-sync.lock) failed: fcntl(…) locking failed: Timed out after 30 seconds (WRITE lock held by pid 127)"),
+            Verdict::Retry(m) if m.contains("pid 127") && m.contains("still holds its mailbox lock")
+        ));
         // Killed from outside: the user waits for a rerun, not a retry.
         assert!(matches!(c(137, ""), Verdict::FailUser(m) if m.contains("SIGKILL")));
         assert!(matches!(c(143, ""), Verdict::FailUser(m) if m.contains("SIGTERM")));
