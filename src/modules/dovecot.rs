@@ -498,6 +498,8 @@ pub(super) async fn sieve_compile(
         r#"command -v sievec >/dev/null 2>&1 || {{ echo @nosievec; exit 0; }}
 d=$(mktemp -d /tmp/mailrun-sieve.XXXXXX) || exit 1
 trap 'rm -rf -- "$d"' EXIT
+# sievec -u runs as the user: the directory is theirs.
+uid=$(doveadm user -f uid -- {u}) && gid=$(doveadm user -f gid -- {u}) && chown -- "$uid:$gid" "$d" || exit 1
 i=0
 for n in {names}; do
   i=$((i+1))
@@ -506,7 +508,8 @@ for n in {names}; do
     echo "@get $i"; head -n 3 "$d/err"; continue
   fi
   sed '1{{/^sieve script:$/d;}}' "$d/get" > "$d/$i.sieve"
-  if sievec "$d/$i.sieve" "$d/$i.svbin" >"$d/err" 2>&1; then
+  # As the user (an include :personal is looked up in their storage).
+  if sievec -u {u} "$d/$i.sieve" "$d/$i.svbin" >"$d/err" 2>&1; then
     echo "@ok $i"
   else
     echo "@bad $i"; grep -i error "$d/err" | head -n 5
@@ -527,16 +530,21 @@ done"#,
             last_lines(&out.stderr_str(), 2)
         ));
     }
-    Ok(parse_sieve_compile(&out.stdout_str(), scripts))
+    let why = if side.version().await.is_ok_and(Version::is_2_4) {
+        "Pigeonhole 2.4 dropped notify, imapflags and vnd.dovecot.duplicate"
+    } else {
+        "not enabled in its sieve_extensions"
+    };
+    Ok(parse_sieve_compile(&out.stdout_str(), scripts, why))
 }
 
 /// What `sieve_compile`'s script printed: the scripts that failed.
-fn parse_sieve_compile(text: &str, scripts: &[String]) -> Vec<String> {
+fn parse_sieve_compile(text: &str, scripts: &[String], why: &str) -> Vec<String> {
     let mut bad = Vec::new();
     let mut current: Option<(String, bool, Vec<String>)> = None;
     let flush = |c: Option<(String, bool, Vec<String>)>, bad: &mut Vec<String>| {
         if let Some((name, compile, lines)) = c {
-            bad.push(sieve_failure(&name, compile, &lines));
+            bad.push(sieve_failure(&name, compile, &lines, why));
         }
     };
     for line in text.lines() {
@@ -564,7 +572,7 @@ fn parse_sieve_compile(text: &str, scripts: &[String]) -> Vec<String> {
     bad
 }
 
-fn sieve_failure(name: &str, compile: bool, lines: &[String]) -> String {
+fn sieve_failure(name: &str, compile: bool, lines: &[String], why: &str) -> String {
     if !compile {
         return format!(
             "Sieve script '{name}' cannot be read ({})",
@@ -593,7 +601,7 @@ fn sieve_failure(name: &str, compile: bool, lines: &[String]) -> String {
         format!("Sieve script '{name}' does not compile: {first}")
     } else {
         format!(
-            "Sieve script '{name}' does not compile: it uses the extension {} (not available there: Pigeonhole 2.4 dropped notify, imapflags and vnd.dovecot.duplicate); {first}",
+            "Sieve script '{name}' does not compile: it uses the extension {} (not available there: {why}); {first}",
             exts.iter()
                 .map(|e| format!("'{e}'"))
                 .collect::<Vec<_>>()
@@ -724,13 +732,16 @@ pub(super) fn missing_on(here: &MailState, there: &MailState, flags: bool) -> Ve
             }
             // Flags set there since (the user's own, on the new server)
             // are fine; every flag here must be there.
+            // …but not \Deleted: the next expunge there would lose it.
             Some(t)
                 if flags
-                    && !m
+                    && (!m
                         .flags
                         .split(' ')
                         .filter(|f| !f.is_empty())
-                        .all(|f| t.flags.split(' ').any(|g| g == f)) =>
+                        .all(|f| t.flags.split(' ').any(|g| g == f))
+                        || (has_flag(&t.flags, "\\Deleted")
+                            && !has_flag(&m.flags, "\\Deleted"))) =>
             {
                 out.push(format!(
                     "message {} in '{}' has flags '{}' there, '{}' here",
@@ -758,6 +769,10 @@ pub(super) fn missing_on(here: &MailState, there: &MailState, flags: bool) -> Ve
         }
     }
     out
+}
+
+fn has_flag(flags: &str, flag: &str) -> bool {
+    flags.split(' ').any(|f| f.eq_ignore_ascii_case(flag))
 }
 
 #[cfg(test)]
@@ -811,6 +826,11 @@ mod tests {
             m.flags = "\\Answered \\Flagged \\Seen".into();
         }
         assert!(missing_on(&old, &more, true).is_empty());
+        // …but a \Deleted only there would be expunged there.
+        for m in more.messages.iter_mut().filter(|m| m.guid == "g1") {
+            m.flags = "\\Deleted \\Flagged \\Seen".into();
+        }
+        assert!(missing_on(&old, &more, true).join("").contains("has flags"));
         // Same Message-ID under another GUID counts as there.
         let mut renamed = old.clone();
         for m in renamed.messages.iter_mut().filter(|m| m.guid == "g1") {
@@ -842,7 +862,8 @@ mod tests {
             "x".to_string(),
         ];
         let out = "@ok 1\n@bad 2\n2: line 1: error: require command: unknown Sieve capability 'imapflags'.\n2: line 2: error: unknown command 'addflag' (only reported once at first occurrence).\n2: error: validation failed.\n@bad 3\n3: line 4: error: missing semicolon.\n";
-        let bad = parse_sieve_compile(out, &scripts);
+        let why = "Pigeonhole 2.4 dropped notify, imapflags and vnd.dovecot.duplicate";
+        let bad = parse_sieve_compile(out, &scripts, why);
         assert_eq!(bad.len(), 2, "{bad:?}");
         assert!(
             bad[0].starts_with(
@@ -864,10 +885,12 @@ mod tests {
         let b = parse_sieve_compile(
             "@bad 1\nf: line 1: error: require command: unknown Sieve capability `notify'.\n",
             &scripts,
+            why,
         );
         assert!(b[0].contains("extension 'notify'"), "{}", b[0]);
-        assert!(parse_sieve_compile("@nosievec\n", &scripts).is_empty());
-        assert!(parse_sieve_compile("@ok 1\n@ok 2\n", &scripts).is_empty());
+        assert!(b[0].contains("Pigeonhole 2.4 dropped"), "{}", b[0]);
+        assert!(parse_sieve_compile("@nosievec\n", &scripts, why).is_empty());
+        assert!(parse_sieve_compile("@ok 1\n@ok 2\n", &scripts, why).is_empty());
     }
 
     #[test]

@@ -373,14 +373,22 @@ impl Module for Service {
             o.changed = true;
             return Ok(o);
         }
-        for (word, cmd) in &todo {
+        for (i, (word, cmd)) in todo.iter().enumerate() {
             let out = super::sh(ctx, cmd).await?;
             if out.rc != 0 {
-                return Ok(Outcome::failed(format!(
-                    "service: {word} {name} failed (rc {}): {}",
+                let mut o = Outcome::failed(format!(
+                    "service: {word} {name} failed (rc {}): {}{}",
                     out.rc,
-                    out.stderr_str().trim()
-                )));
+                    out.stderr_str().trim(),
+                    if i > 0 {
+                        format!(" (done before: {})", done[..i].join(", "))
+                    } else {
+                        String::new()
+                    }
+                ));
+                // What was done before the failing step changed the host.
+                o.changed = i > 0;
+                return Ok(o);
             }
         }
         // The state after: what was asked must have taken.

@@ -206,6 +206,16 @@ kill_host() { # statedir name octet [scan]
   [ -z "$o" ] || ip link del "mrl$o" 2>/dev/null || true
 }
 
+# The cgroup hierarchies a machine's cgroup is made in: each v1 hierarchy
+# and the v2 one of a hybrid layout, or the root of a pure v2 layout.
+cgroup_roots() {
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    echo /sys/fs/cgroup
+  else
+    for h in /sys/fs/cgroup/*/; do [ -f "$h/cgroup.procs" ] && echo "${h%/}"; done
+  fi
+}
+
 # What a machine leaves on the machine once its processes are gone: the
 # overlay mount of its root, its cgroups, nspawn's propagation directory.
 machine_cleanup() { # statedir name
@@ -214,7 +224,7 @@ machine_cleanup() { # statedir name
     mountpoint -q "$d/fs" 2>/dev/null || break
     umount -n "$d/fs" 2>/dev/null || { sleep 0.2; [ $i -lt 10 ] || umount -n -l "$d/fs" || true; }
   done
-  for h in /sys/fs/cgroup/*/; do
+  for h in $(cgroup_roots); do
     [ -d "$h/mailrun-lab/$n" ] || continue
     find "$h/mailrun-lab/$n" -depth -type d -exec rmdir {} \; 2>/dev/null || true
     rmdir "$h/mailrun-lab" 2>/dev/null || true
@@ -305,9 +315,10 @@ start_sshd() { # name
 stop_sshd() { # name: the listener and every session
   ! is_machine "$1" || in_host "$1" systemctl stop ssh.service
   in_host "$1" sh -c '
-    pkill -KILL -x sshd
+    # OpenSSH 10 (Debian 13) runs each connection as sshd-session.
+    pkill -KILL -x "sshd|sshd-session|sshd-auth"
     end=$(($(date +%s) + '"$WAIT"'))
-    while pgrep -x sshd >/dev/null; do
+    while pgrep -x "sshd|sshd-session|sshd-auth" >/dev/null; do
       [ "$(date +%s)" -lt "$end" ] || { echo "sshd would not die" >&2; exit 1; }
       sleep 0.05
     done
@@ -404,19 +415,21 @@ up_machine() { # name
       chroot "$fs" env NAME="$name" bash -c "$MAIL_MACHINE" 8>&- 9>&- || die "$name: cannot configure its mail server"
   fi
   setsid bash -c '
-    for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
-      [ -f "$h/cgroup.procs" ] || continue
-      mkdir -p "$h/mailrun-lab/$1"
-      for f in cpuset.cpus cpuset.mems; do
-        [ -f "$h/$f" ] || continue
-        [ -s "$h/mailrun-lab/$f" ] || cat "$h/$f" > "$h/mailrun-lab/$f"
-        cat "$h/mailrun-lab/$f" > "$h/mailrun-lab/$1/$f"
+    for h in $3; do
+      # Another machine'"'"'s teardown may remove the shared parent meanwhile.
+      for try in 1 2 3; do
+        mkdir -p "$h/mailrun-lab/$1" || continue
+        for f in cpuset.cpus cpuset.mems; do
+          [ -f "$h/$f" ] || continue
+          [ -s "$h/mailrun-lab/$f" ] || cat "$h/$f" > "$h/mailrun-lab/$f"
+          cat "$h/mailrun-lab/$f" > "$h/mailrun-lab/$1/$f"
+        done
+        echo $$ > "$h/mailrun-lab/$1/cgroup.procs" && break
       done
-      echo $$ > "$h/mailrun-lab/$1/cgroup.procs"
     done
     exec systemd-nspawn -q -D"$2" -M "$1" --register=no --keep-unit -b \
       --network-namespace-path="/run/netns/mr-$1" --console=passive --link-journal=no \
-      --resolv-conf=off --timezone=off' sh "$name" "$fs" </dev/null >"$d/nspawn.log" 2>&1 8>&- 9>&- &
+      --resolv-conf=off --timezone=off' sh "$name" "$fs" "$(cgroup_roots | tr '\n' ' ')" </dev/null >"$d/nspawn.log" 2>&1 8>&- 9>&- &
   echo $! >"$d/anchor.pid"
   # PID 1 of the machine: nspawn's descendant that is PID 1 of its own PID
   # namespace.

@@ -80,10 +80,13 @@ cmd_path() {
     build "$rel" "$dir.tmp"
     touch "$dir.tmp/.complete"
     mv "$dir.tmp" "$dir"
-    # Older caches of this release (another package list) go.
+    # Older caches of this release (another package list) go, but not one
+    # a running machine's overlay still stands on.
     local old
     for old in "$CACHE/$rel"-*; do
-      [ "$old" = "$dir" ] || [ "${old%.tmp}" != "$old" ] || rm -rf "$old"
+      [ "$old" = "$dir" ] || [ "${old%.tmp}" != "$old" ] && continue
+      grep -qF "lowerdir=$old," /proc/mounts && continue
+      rm -rf "$old"
     done
   fi
   exec 7>&-
