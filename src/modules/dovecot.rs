@@ -730,24 +730,10 @@ pub(super) fn missing_on(here: &MailState, there: &MailState, flags: bool) -> Ve
                     m.guid, m.mailbox
                 ));
             }
-            // Flags set there since (the user's own, on the new server)
-            // are fine; every flag here must be there.
-            // …but not \Deleted: the next expunge there would lose it.
-            Some(t)
-                if flags
-                    && (!m
-                        .flags
-                        .split(' ')
-                        .filter(|f| !f.is_empty())
-                        .all(|f| t.flags.split(' ').any(|g| g == f))
-                        || (has_flag(&t.flags, "\\Deleted")
-                            && !has_flag(&m.flags, "\\Deleted"))) =>
-            {
-                out.push(format!(
-                    "message {} in '{}' has flags '{}' there, '{}' here",
-                    m.guid, m.mailbox, t.flags, m.flags
-                ))
-            }
+            Some(t) if flags && !flags_kept(&m.flags, &t.flags) => out.push(format!(
+                "message {} in '{}' has flags '{}' there, '{}' here",
+                m.guid, m.mailbox, t.flags, m.flags
+            )),
             _ => {}
         }
     }
@@ -769,6 +755,18 @@ pub(super) fn missing_on(here: &MailState, there: &MailState, flags: bool) -> Ve
         }
     }
     out
+}
+
+/// Whether a message's flags there keep every flag it has here. Flags set
+/// there since (the user's own, on the new server) are fine, but not
+/// `\Deleted`: the next expunge there would lose the message.
+fn flags_kept(here: &str, there: &str) -> bool {
+    let deleted_there_only = has_flag(there, "\\Deleted") && !has_flag(here, "\\Deleted");
+    !deleted_there_only
+        && here
+            .split(' ')
+            .filter(|f| !f.is_empty())
+            .all(|f| there.split(' ').any(|g| g == f))
 }
 
 fn has_flag(flags: &str, flag: &str) -> bool {

@@ -163,7 +163,6 @@ impl Module for MailVerify {
                     dovecot::state(&here, &user, true, true, None),
                     dovecot::state(&there, &user, true, true, None)
                 );
-                let mut verdict = verify_one(a, b.clone(), &here.name, &there.name, flags, sieve);
                 // Every script on the remote must compile there.
                 let scripts: Vec<String> = match &b {
                     Ok(st) if compile => st
@@ -174,6 +173,7 @@ impl Module for MailVerify {
                         .collect(),
                     _ => Vec::new(),
                 };
+                let mut verdict = verify_one(a, b, &here.name, &there.name, flags, sieve);
                 if !scripts.is_empty() {
                     let bad = match dovecot::sieve_compile(&there, &user, &scripts).await {
                         Ok(bad) => bad,
