@@ -67,21 +67,8 @@ bin=$root/target/release/mailrun
 
 venv=${BENCH_VENV:-/var/tmp/mailrun-bench-venv}
 if has ansible || has pyinfra; then
-  if ! "$venv/bin/python" -c 'import sys' 2>/dev/null ||
-     ! "$venv/bin/pip" show -q "${ANSIBLE_PIN%%=*}" "${PYINFRA_PIN%%=*}" >/dev/null 2>&1 ||
-     [ "$("$venv/bin/pip" show ansible-core 2>/dev/null | sed -n 's/^Version: //p')" != "${ANSIBLE_PIN##*=}" ] ||
-     [ "$("$venv/bin/pip" show pyinfra 2>/dev/null | sed -n 's/^Version: //p')" != "${PYINFRA_PIN##*=}" ]; then
-    echo "installing $ANSIBLE_PIN and $PYINFRA_PIN into $venv…" >&2
-    # Debian's python3 makes virtualenvs only with python3-venv.
-    if ! python3 -c 'import ensurepip' 2>/dev/null && command -v apt-get >/dev/null; then
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-    fi
-    if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ]; then
-      echo "bench: $venv exists and is not a virtualenv; set BENCH_VENV to another path" >&2; exit 1
-    fi
-    python3 -m venv --clear "$venv"
-    "$venv/bin/pip" install -q "$ANSIBLE_PIN" "$PYINFRA_PIN"
-  fi
+  bash scripts/ansible-venv.sh "$venv" "$ANSIBLE_PIN" "$PYINFRA_PIN" ||
+    { echo "bench: set BENCH_VENV to another path" >&2; exit 1; }
 fi
 
 work=$(mktemp -d /tmp/mailrun-bench.XXXXXX)

@@ -16,6 +16,9 @@ b=$!
 bash tests/lab/rootfs.sh path trixie >/dev/null || echo "test.sh: no Debian 13 root file system (see above)" >&2
 wait "$b" || echo "test.sh: no Debian 12 root file system (see above)" >&2
 echo "lab root file systems ready in $((SECONDS - start)) s"
+# ansible-core, pinned as bench/bench.sh pins it: tests compare with it.
+export MAILRUN_ANSIBLE_VENV=/var/tmp/mailrun-ansible-venv
+bash scripts/ansible-venv.sh "$MAILRUN_ANSIBLE_VENV" ansible-core==2.18.19
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

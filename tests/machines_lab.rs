@@ -468,26 +468,39 @@ fn dsync_cases_on_debian12_to_debian13() {
 }
 
 /// The service module on systemd for real: every state, each twice (the
-/// second run `ok`), on a Debian 13 machine.
+/// second run `ok`), on a Debian 13 machine, and ansible-core's
+/// systemd_service on a twin machine with the same status and end state.
 #[test]
 fn service_module_on_systemd() {
-    let lab = Lab::up_with(&["--machine", "trixie"], &["svc13"]);
-    let h = "svc13";
-    // A unit of the test's own, where packages put theirs (one in
-    // /etc/systemd/system cannot be masked): a sleeper that reloads on HUP.
-    lab.sh(
-        h,
-        "cat > /usr/lib/systemd/system/mrtest.service <<'EOF'\n[Unit]\nDescription=mailrun test\n[Service]\nExecStart=/bin/sh -c 'trap \"\" HUP; exec sleep infinity'\nExecReload=/bin/kill -HUP $MAINPID\n[Install]\nWantedBy=multi-user.target\nEOF",
-    );
-    let p = project(&lab, "");
-    let state = |lab: &Lab| {
+    // svc13 for mailrun, its twin ans13 for ansible-core: the same steps
+    // must leave the same state and report the same status on both.
+    let lab = Lab::up_with(&["--machine", "trixie"], &["svc13", "ans13"]);
+    let (h, twin) = ("svc13", "ans13");
+    for host in [h, twin] {
+        // A unit of the test's own, where packages put theirs (one in
+        // /etc/systemd/system cannot be masked): a sleeper that reloads on HUP.
         lab.sh(
-            h,
+            host,
+            "cat > /usr/lib/systemd/system/mrtest.service <<'EOF'\n[Unit]\nDescription=mailrun test\n[Service]\nExecStart=/bin/sh -c 'trap \"\" HUP; exec sleep infinity'\nExecReload=/bin/kill -HUP $MAINPID\n[Install]\nWantedBy=multi-user.target\nEOF",
+        );
+    }
+    let p = project(&lab, "");
+    p.file(
+        "ansible.ini",
+        &format!(
+            "{twin} ansible_host={} ansible_user=root ansible_python_interpreter=/usr/bin/python3\n",
+            lab.addr(twin)
+        ),
+    );
+    let state_of = |lab: &Lab, host: &str| {
+        lab.sh(
+            host,
             "echo $(systemctl is-active mrtest) $(systemctl is-enabled mrtest 2>/dev/null || true)",
         )
         .trim()
         .to_string()
     };
+    let state = |lab: &Lab| state_of(lab, h);
     let steps: [(&str, &str); 9] = [
         (
             "name: mrtest\ndaemon_reload: true\nstate: started",
@@ -506,32 +519,84 @@ fn service_module_on_systemd() {
         ),
     ];
     for (args, want) in steps {
-        let book = format!(
-            "- hosts: lab\n  tasks:\n    - name: t\n      systemd_service:\n{}",
-            args.lines()
-                .map(|l| format!("        {l}\n"))
-                .collect::<String>()
-        );
-        p.file("s.yml", &book);
+        let book = |hosts: &str| {
+            format!(
+                "- hosts: {hosts}\n  gather_facts: false\n  tasks:\n    - name: t\n      systemd_service:\n{}",
+                args.lines()
+                    .map(|l| format!("        {l}\n"))
+                    .collect::<String>()
+            )
+        };
+        p.file("s.yml", &book(h));
+        p.file("a.yml", &book("all"));
         let r = play(&p, &lab, "s.yml", &[]);
         assert_eq!(r.code, 0, "{args}: {}", r.all());
         let again_is_change = args.contains("reloaded") || args.contains("restarted");
         assert_eq!(r.status("t", h), "changed", "{args}: {}", r.all());
         assert_eq!(state(&lab), want, "{args}");
+        assert_eq!(ansible_status(&p, &lab, twin), "changed", "ansible: {args}");
+        assert_eq!(state_of(&lab, twin), want, "ansible: {args}");
         let r = play(&p, &lab, "s.yml", &[]);
         assert_eq!(r.code, 0, "{args} again: {}", r.all());
         let second = if again_is_change { "changed" } else { "ok" };
         assert_eq!(r.status("t", h), second, "{args} again: {}", r.all());
         assert_eq!(state(&lab), want, "{args} again");
+        assert_eq!(
+            ansible_status(&p, &lab, twin),
+            second,
+            "ansible: {args} again"
+        );
+        assert_eq!(state_of(&lab, twin), want, "ansible: {args} again");
     }
     // Check mode predicts and changes nothing.
     p.file(
         "s.yml",
-        "- hosts: lab\n  tasks:\n    - name: t\n      service: { name: mrtest, state: stopped }\n",
+        "- hosts: svc13\n  tasks:\n    - name: t\n      service: { name: mrtest, state: stopped }\n",
     );
     let r = play(&p, &lab, "s.yml", &["--check"]);
     assert_eq!(r.status("t", h), "changed", "{}", r.all());
     assert_eq!(state(&lab), "active enabled");
+}
+
+/// ansible-core (pinned, in the virtualenv scripts/test.sh makes) runs the
+/// project's a.yml on `host` of ansible.ini: the task's status there.
+fn ansible_status(p: &Project, lab: &Lab, host: &str) -> String {
+    let venv = std::env::var("MAILRUN_ANSIBLE_VENV")
+        .unwrap_or_else(|_| "/var/tmp/mailrun-ansible-venv".into());
+    let bin = std::path::Path::new(&venv).join("bin/ansible-playbook");
+    assert!(
+        bin.exists(),
+        "{} is missing: scripts/test.sh installs ansible-core there (scripts/ansible-venv.sh)",
+        bin.display()
+    );
+    let ssh_args = format!(
+        "-o UserKnownHostsFile={} -o IdentitiesOnly=yes -i {}",
+        lab.known_hosts().display(),
+        lab.control_key().display()
+    );
+    let out = std::process::Command::new(&bin)
+        .args(["-i", "ansible.ini", "a.yml"])
+        .current_dir(p.path())
+        .env("HOME", lab.home())
+        .env("ANSIBLE_SSH_ARGS", ssh_args)
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_LOCAL_TEMP", p.path().join(".ansible-tmp"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run ansible-playbook");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines()
+        .find_map(|l| {
+            let (status, rest) = l.split_once(": [")?;
+            rest.starts_with(&format!("{host}]"))
+                .then(|| status.to_string())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no result for {host} from ansible-playbook:\n{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
 }
 
 /// Bad inputs on the machines: Dovecot stopped on new, then new
